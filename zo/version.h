@@ -1,0 +1,4 @@
+#pragma once
+namespace zo {
+const char* version();
+}  // namespace zo
