@@ -1,0 +1,366 @@
+#include "models/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "core/error.h"
+#include "core/ops.h"
+
+namespace zo {
+
+Batch Batch::from_sequences(const std::vector<std::vector<int32_t>>& seqs) {
+  Batch b;
+  b.seq_start.push_back(0);
+  for (auto& s : seqs) {
+    for (size_t i = 0; i < s.size(); i++) {
+      b.ids.push_back(s[i]);
+      b.pos.push_back(int32_t(i));
+    }
+    b.seq_start.push_back(int32_t(b.ids.size()));
+  }
+  return b;
+}
+
+Batch Batch::from_padded(const int64_t* ids, const int64_t* mask, int B, int T, std::vector<int32_t>* row_of) {
+  Batch b;
+  b.seq_start.push_back(0);
+  if (row_of) row_of->assign(size_t(B) * T, -1);
+  for (int r = 0; r < B; r++) {
+    int first = -1, last = -1;
+    for (int t = 0; t < T; t++)
+      if (mask[size_t(r) * T + t]) {
+        if (first < 0) first = t;
+        ZO_CHECK(last < 0 || last == t - 1, "attention mask row {} is not one contiguous run of ones", r);
+        last = t;
+      }
+    for (int t = first; first >= 0 && t <= last; t++) {
+      if (row_of) (*row_of)[size_t(r) * T + t] = int32_t(b.ids.size());
+      b.ids.push_back(int32_t(ids[size_t(r) * T + t]));
+      b.pos.push_back(t - first);
+    }
+    b.seq_start.push_back(int32_t(b.ids.size()));
+  }
+  return b;
+}
+
+void KVCache::init(const ModelConfig& c, int seqs, int len_max) {
+  n_layers = c.n_layers;
+  n_seqs = seqs;
+  max_len = len_max;
+  kv_dim = c.kv_dim();
+  size_t n = size_t(n_layers) * n_seqs * max_len * kv_dim;
+  k.assign(n, 0.0f);
+  v.assign(n, 0.0f);
+  len.assign(size_t(seqs), 0);
+}
+
+void Workspace::reserve(const Model& m, int n) {
+  const ModelConfig& c = m.cfg;
+  if (wscratch.empty() && m.storage != DType::F32) wscratch.resize(m.max_block_numel());
+  if (n <= capacity) return;
+  int ffn_w = c.arch == Arch::OPT ? c.ffn_dim : 2 * c.ffn_dim;
+  h.resize(size_t(n) * std::max(c.hidden, c.embed_dim));
+  qkv.resize(size_t(n) * (c.q_dim() + 2 * c.kv_dim()));
+  att.resize(size_t(n) * c.q_dim());
+  ffn.resize(size_t(n) * ffn_w);
+  if (c.arch == Arch::Llama) ffn2.resize(size_t(n) * c.ffn_dim);
+  capacity = n;
+}
+
+Engine::Engine(const Model& m) : m_(m) {
+  const ModelConfig& c = m.cfg;
+  if (c.arch == Arch::Llama) {
+    rope_cos_.resize(size_t(c.max_pos) * c.head_dim / 2);
+    rope_sin_.resize(rope_cos_.size());
+    rope_tables(rope_cos_.data(), rope_sin_.data(), c.max_pos, c.head_dim, c.rope_theta);
+  }
+}
+
+const float* Engine::global_f32(GlobalRole r) {
+  const Param* p = m_.global(r);
+  if (!p) return nullptr;
+  if (const float* f = m_.f32_ptr(*p)) return f;
+  auto& buf = gbuf_[r];
+  buf.resize(p->numel);
+  m_.get_param(*p, buf.data());  // widened per call: masters may have changed since the last one
+  return buf.data();
+}
+
+void Engine::embed(const Batch& b, float* x) {
+  const ModelConfig& c = m_.cfg;
+  const int N = b.n_tokens(), Ce = c.embed_dim, C = c.hidden;
+  ws_.reserve(m_, N);
+  const Param& E = *m_.global(kEmbed);
+  for (int i = 0; i < N; i++) {
+    int32_t id = b.ids[size_t(i)];
+    ZO_CHECK(id >= 0 && id < c.vocab_size, "token id {} out of range [0, {})", id, c.vocab_size);
+    ZO_CHECK(b.pos[size_t(i)] >= 0 && b.pos[size_t(i)] < c.max_pos, "position {} outside max_position_embeddings {}",
+             b.pos[size_t(i)], c.max_pos);
+  }
+  // Rows of the embedding table, widened to f32 into x (or into h when project_in follows).
+  float* dst = c.has_projection() ? ws_.h.data() : x;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < N; i++) {
+    size_t off = E.offset + size_t(b.ids[size_t(i)]) * Ce;
+    if (m_.storage == DType::F32)
+      std::memcpy(dst + size_t(i) * Ce, static_cast<const float*>(m_.arena()) + off, sizeof(float) * Ce);
+    else
+      convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + off, dst + size_t(i) * Ce, size_t(Ce));
+  }
+  if (c.arch != Arch::OPT) return;
+  if (c.has_projection()) linear(x, dst, global_f32(kProjIn), nullptr, N, C, Ce);
+  // Learned positions, with HF's offset of 2 rows.
+  const Param& P = *m_.global(kPosEmbed);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < N; i++) {
+    size_t off = P.offset + size_t(b.pos[size_t(i)] + 2) * C;
+    float* xr = x + size_t(i) * C;
+    if (m_.storage == DType::F32) {
+      const float* pr = static_cast<const float*>(m_.arena()) + off;
+      for (int j = 0; j < C; j++) xr[j] += pr[j];
+    } else {
+      const uint16_t* pr = static_cast<const uint16_t*>(m_.arena()) + off;
+      for (int j = 0; j < C; j++) xr[j] += bf16_to_f32(pr[j]);
+    }
+  }
+}
+
+void Engine::block(int layer, const BlockView& w, const Batch& b, float* x, KVCache* cache) {
+  const ModelConfig& c = m_.cfg;
+  const int N = b.n_tokens(), C = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), D = c.head_dim;
+  const int ld = Q + 2 * KV;
+  const bool opt = c.arch == Arch::OPT;
+  ws_.reserve(m_, N);
+  float* h = ws_.h.data();
+  float* qkv = ws_.qkv.data();
+  float* att = ws_.att.data();
+
+  // ---- attention ----
+  const float* a_in = x;  // post-LN OPT feeds the raw residual stream
+  if (opt && c.pre_ln) {
+    layernorm(h, x, w[kLn1W], w[kLn1B], N, C, c.norm_eps);
+    a_in = h;
+  } else if (!opt) {
+    rmsnorm(h, x, w[kLn1W], N, C, c.norm_eps);
+    a_in = h;
+  }
+  // q, k, v weights (and biases) are adjacent in the arena: one GEMM, N = Q + 2 KV.
+  linear(qkv, a_in, w[kQW], w[kQB], N, ld, C);
+  if (!opt) {
+    rope_apply(qkv, N, ld, c.n_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
+    rope_apply(qkv + Q, N, ld, c.n_kv_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
+  }
+  const int S = b.n_seqs();
+  std::vector<AttnArgs> args(static_cast<size_t>(S));  // S small structs; the big buffers are preallocated
+  for (int s = 0; s < S; s++) {
+    const int r0 = b.seq_start[size_t(s)], n = b.seq_len(s);
+    AttnArgs& a = args[size_t(s)];
+    a.out = att + size_t(r0) * Q;
+    a.ldo = Q;
+    a.q = qkv + size_t(r0) * ld;
+    a.ldq = ld;
+    a.n_q = n;
+    a.n_heads = c.n_heads;
+    a.n_kv_heads = c.n_kv_heads;
+    a.head_dim = D;
+    // HF OPT scales q after the bias; LLaMA scales the scores: both are 1/sqrt(D) on q.k.
+    a.scale = 1.0f / std::sqrt(float(D));
+    if (cache) {
+      ZO_CHECK(s < cache->n_seqs, "batch has more sequences than the KV cache");
+      const int past = cache->len[size_t(s)];
+      ZO_CHECK(past + n <= cache->max_len, "KV cache full: {} + {} tokens > {}", past, n, cache->max_len);
+      float* kc = cache->k_at(layer, s);
+      float* vc = cache->v_at(layer, s);
+      for (int i = 0; i < n; i++) {
+        std::memcpy(kc + size_t(past + i) * KV, qkv + size_t(r0 + i) * ld + Q, sizeof(float) * KV);
+        std::memcpy(vc + size_t(past + i) * KV, qkv + size_t(r0 + i) * ld + Q + KV, sizeof(float) * KV);
+      }
+      a.k = kc;
+      a.v = vc;
+      a.ldk = a.ldv = KV;
+      a.n_kv = past + n;
+      a.q_off = past;
+    } else {
+      a.k = qkv + size_t(r0) * ld + Q;
+      a.v = qkv + size_t(r0) * ld + Q + KV;
+      a.ldk = a.ldv = ld;
+      a.n_kv = n;
+      a.q_off = 0;
+    }
+  }
+  attention(args.data(), S);
+  linear(x, att, w[kOW], w[kOB], N, C, Q, /*accumulate=*/true);  // x += attn @ Wo^T + bo
+  if (opt && !c.pre_ln) layernorm(x, x, w[kLn1W], w[kLn1B], N, C, c.norm_eps);
+
+  // ---- feed-forward ----
+  const float* f_in = x;
+  if (opt && c.pre_ln) {
+    layernorm(h, x, w[kLn2W], w[kLn2B], N, C, c.norm_eps);
+    f_in = h;
+  } else if (!opt) {
+    rmsnorm(h, x, w[kLn2W], N, C, c.norm_eps);
+    f_in = h;
+  }
+  const int F = c.ffn_dim;
+  if (opt) {
+    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], N, F, C);
+    relu_inplace(ws_.ffn.data(), size_t(N) * F);
+    linear(x, ws_.ffn.data(), w[kOutW], w[kOutB], N, C, F, /*accumulate=*/true);
+    if (!c.pre_ln) layernorm(x, x, w[kLn2W], w[kLn2B], N, C, c.norm_eps);
+  } else {
+    // gate and up weights (and biases) are adjacent: one GEMM gives [gate | up] per row.
+    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], N, 2 * F, C);
+    swiglu(ws_.ffn2.data(), ws_.ffn.data(), N, F);
+    linear(x, ws_.ffn2.data(), w[kOutW], w[kOutB], N, C, F, /*accumulate=*/true);
+  }
+}
+
+void Engine::forward(const Batch& b, KVCache* cache) {
+  const ModelConfig& c = m_.cfg;
+  x_.resize(std::max(x_.size(), size_t(b.n_tokens()) * c.hidden));
+  embed(b, x_.data());
+  for (int l = 0; l < c.n_layers; l++) {
+    BlockView w = m_.block_view(l, ws_.wscratch.data());
+    block(l, w, b, x_.data(), cache);
+  }
+  if (cache)
+    for (int s = 0; s < b.n_seqs(); s++) cache->len[size_t(s)] += b.seq_len(s);
+}
+
+void Engine::final_hidden(const float* x, const int32_t* rows, int R, float* out) {
+  const ModelConfig& c = m_.cfg;
+  const int C = c.hidden;
+  float* g = c.has_projection() ? ws_.head_h.data() + size_t(R) * c.embed_dim : out;
+  for (int i = 0; i < R; i++) std::memcpy(g + size_t(i) * C, x + size_t(rows[i]) * C, sizeof(float) * C);
+  if (c.final_norm) {
+    if (c.arch == Arch::OPT)
+      layernorm(g, g, global_f32(kFinalNormW), global_f32(kFinalNormB), R, C, c.norm_eps);
+    else
+      rmsnorm(g, g, global_f32(kFinalNormW), R, C, c.norm_eps);
+  }
+  if (c.has_projection()) linear(out, g, global_f32(kProjOut), nullptr, R, c.embed_dim, C);
+}
+
+void Engine::head_chunk(const float* hf, int R, float* logits) {
+  const ModelConfig& c = m_.cfg;
+  const int V = c.vocab_size, Ce = c.embed_dim;
+  const Param& W = m_.global(kLmHead) ? *m_.global(kLmHead) : *m_.global(kEmbed);  // tied: embeddings
+  if (const float* f = m_.f32_ptr(W)) {
+    // logits[R, V] = hf[R, Ce] @ W[V, Ce]^T
+    linear(logits, hf, f, nullptr, R, V, Ce);
+    return;
+  }
+  // bf16 masters: widen the head a slab of vocabulary rows at a time, never all of it.
+  constexpr int kSlab = 4096;
+  ws_.gscratch.resize(size_t(kSlab) * Ce);
+  std::vector<float> tmp(size_t(R) * kSlab);
+  for (int v0 = 0; v0 < V; v0 += kSlab) {
+    int nv = std::min(kSlab, V - v0);
+    convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + W.offset + size_t(v0) * Ce,
+                   ws_.gscratch.data(), size_t(nv) * Ce);
+    linear(tmp.data(), hf, ws_.gscratch.data(), nullptr, R, nv, Ce);
+    for (int r = 0; r < R; r++)
+      std::memcpy(logits + size_t(r) * V + v0, tmp.data() + size_t(r) * nv, sizeof(float) * nv);
+  }
+}
+
+std::vector<double> Engine::target_logprobs(const float* x, const std::vector<int32_t>& rows,
+                                            const std::vector<int32_t>& ids) {
+  ZO_CHECK(rows.size() == ids.size(), "target_logprobs: {} rows but {} ids", rows.size(), ids.size());
+  const ModelConfig& c = m_.cfg;
+  const int V = c.vocab_size;
+  // Unique rows: the distribution at a row is computed once for all targets that share it.
+  std::vector<int32_t> uniq(rows);
+  std::sort(uniq.begin(), uniq.end());
+  uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
+  std::vector<double> out(rows.size());
+  constexpr int kChunk = 128;  // rows per head GEMM: bounds the logits buffer to kChunk x V
+  const int n_uniq = int(uniq.size());
+  std::vector<double> lse(kChunk);
+  for (int r0 = 0; r0 < n_uniq; r0 += kChunk) {
+    int R = std::min(kChunk, n_uniq - r0);
+    ws_.head_h.resize(size_t(R) * (c.hidden + c.embed_dim));
+    ws_.head_logits.resize(size_t(R) * V);
+    final_hidden(x, uniq.data() + r0, R, ws_.head_h.data());
+    head_chunk(ws_.head_h.data(), R, ws_.head_logits.data());
+    logsumexp_rows(lse.data(), ws_.head_logits.data(), R, V);
+    for (size_t i = 0; i < rows.size(); i++) {
+      auto it = std::lower_bound(uniq.begin() + r0, uniq.begin() + r0 + R, rows[i]);
+      if (it == uniq.begin() + r0 + R || *it != rows[i]) continue;
+      int r = int(it - (uniq.begin() + r0));
+      ZO_CHECK(ids[i] >= 0 && ids[i] < V, "target id {} out of range [0, {})", ids[i], V);
+      out[i] = double(ws_.head_logits[size_t(r) * V + size_t(ids[i])]) - lse[size_t(r)];
+    }
+  }
+  return out;
+}
+
+void Engine::logits(const float* x, const std::vector<int32_t>& rows, float* out) {
+  const ModelConfig& c = m_.cfg;
+  constexpr int kChunk = 256;
+  const int n = int(rows.size());
+  for (int r0 = 0; r0 < n; r0 += kChunk) {
+    int R = std::min(kChunk, n - r0);
+    ws_.head_h.resize(size_t(R) * (c.hidden + c.embed_dim));
+    final_hidden(x, rows.data() + r0, R, ws_.head_h.data());
+    head_chunk(ws_.head_h.data(), R, out + size_t(r0) * c.vocab_size);
+  }
+}
+
+std::vector<int32_t> generate(Engine& e, const std::vector<int32_t>& prompt, const GenerateOptions& o,
+                              const std::function<void(int32_t)>& on_token) {
+  const ModelConfig& c = e.model().cfg;
+  ZO_CHECK(!prompt.empty(), "generate: empty prompt");
+  ZO_CHECK(o.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0");
+  int total = int(prompt.size()) + o.max_new_tokens;
+  ZO_CHECK(total <= c.max_pos, "prompt ({} tokens) + max_new_tokens ({}) exceeds the context of {} positions",
+           prompt.size(), o.max_new_tokens, c.max_pos);
+  KVCache cache;
+  cache.init(c, 1, total);
+  std::vector<int32_t> out;
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+  std::mt19937_64 rng(o.seed);
+  Batch b = Batch::from_sequences({prompt});
+  for (int step = 0; step < o.max_new_tokens; step++) {
+    e.forward(b, &cache);
+    e.logits(e.hidden(), {b.n_tokens() - 1}, logits.data());
+    int32_t next;
+    if (o.temperature <= 0.0f) {
+      next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    } else {
+      // Softmax(logits / T) over the top_k (or all) candidates, sampled by inverse CDF.
+      std::vector<int32_t> idx(static_cast<size_t>(c.vocab_size));
+      for (int i = 0; i < c.vocab_size; i++) idx[size_t(i)] = i;
+      int k = o.top_k > 0 ? std::min(o.top_k, c.vocab_size) : c.vocab_size;
+      if (k < c.vocab_size)
+        std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                          [&](int a, int bb) { return logits[size_t(a)] > logits[size_t(bb)]; });
+      float mx = -INFINITY;
+      for (int i = 0; i < k; i++) mx = std::max(mx, logits[size_t(idx[size_t(i)])]);
+      std::vector<double> p(static_cast<size_t>(k));
+      double sum = 0;
+      for (int i = 0; i < k; i++) sum += p[size_t(i)] = std::exp(double(logits[size_t(idx[size_t(i)])] - mx) / o.temperature);
+      double u = std::uniform_real_distribution<double>(0.0, sum)(rng);
+      int pick = k - 1;
+      for (int i = 0; i < k; i++) {
+        u -= p[size_t(i)];
+        if (u <= 0) {
+          pick = i;
+          break;
+        }
+      }
+      next = idx[size_t(pick)];
+    }
+    out.push_back(next);
+    if (on_token) on_token(next);
+    if (next == o.stop_id) break;
+    b.ids = {next};
+    b.pos = {cache.len[0]};
+    b.seq_start = {0, 1};
+  }
+  return out;
+}
+
+}  // namespace zo

@@ -1,0 +1,244 @@
+#include "models/load.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "models/gguf.h"
+#include "models/safetensors.h"
+
+namespace zo {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail("{}: cannot open", path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Copy n f32 values into the arena at element offset `off`, converting to the storage dtype.
+void write_range(Model& m, size_t off, const float* src, size_t n) {
+  if (m.storage == DType::F32) {
+    std::memcpy(static_cast<float*>(m.arena()) + off, src, n * sizeof(float));
+  } else {
+    uint16_t* dst = static_cast<uint16_t*>(m.arena()) + off;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
+  }
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// Names a tensor may carry in older or stripped checkpoints (facebook/opt-* drop "model.").
+const StTensor* find_hf(const HfWeights& w, const std::string& name) {
+  if (const StTensor* t = w.find(name)) return t;
+  if (name.rfind("model.", 0) == 0) return w.find(name.substr(6));
+  return nullptr;
+}
+
+Model load_hf(const std::string& dir, const LoadOptions& opts) {
+  std::string cfg_path = (fs::path(dir) / "config.json").string();
+  ModelConfig cfg = config_from_hf_json(read_text(cfg_path), cfg_path);
+  HfWeights w = HfWeights::open(dir);
+  Model m = Model::allocate(cfg, opts.storage);
+  m.source = dir;
+  constexpr size_t kSlab = size_t(1) << 20;  // convert a tensor 1M elements at a time: no full f32 copy
+  std::vector<float> slab;
+  for (const Param& p : m.params) {
+    const StTensor* t = find_hf(w, p.name);
+    if (!t) fail("{}: tensor '{}' missing from the checkpoint", dir, p.name);
+    if (t->shape != p.shape)
+      fail("{}: tensor '{}' has shape {}, expected {} from config.json", dir, p.name, shape_str(t->shape),
+           shape_str(p.shape));
+    if (t->dtype != DType::F32 && t->dtype != DType::F16 && t->dtype != DType::BF16)
+      fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", dir, p.name, dtype_name(t->dtype));
+    const size_t es = dtype_size(t->dtype);
+    ZO_CHECK(t->nbytes == p.numel * es, "{}: tensor '{}' holds {} bytes, expected {}", dir, p.name, t->nbytes,
+             p.numel * es);
+    if (m.storage == DType::BF16 && t->dtype == DType::BF16) {
+      std::memcpy(static_cast<uint16_t*>(m.arena()) + p.offset, t->data, t->nbytes);
+    } else {
+      for (size_t i = 0; i < p.numel; i += kSlab) {
+        size_t n = std::min(kSlab, p.numel - i);
+        slab.resize(n);
+        convert_to_f32(t->dtype, t->data + i * es, slab.data(), n);
+        write_range(m, p.offset + i, slab.data(), n);
+      }
+    }
+    w.release(*t);  // the mapped source pages leave RSS once copied
+  }
+  return m;
+}
+
+ModelConfig config_from_gguf(const GgufFile& g) {
+  const std::string& src = g.name();
+  std::string arch = g.get_string("general.architecture");
+  ZO_CHECK(arch == "llama", "{}: GGUF architecture '{}' is not supported (supported: llama)", src, arch);
+  ModelConfig c;
+  c.arch = Arch::Llama;
+  c.model_type = "llama";
+  c.hidden = int(g.get_int("llama.embedding_length"));
+  c.n_layers = int(g.get_int("llama.block_count"));
+  c.n_heads = int(g.get_int("llama.attention.head_count"));
+  c.n_kv_heads = g.has("llama.attention.head_count_kv") ? int(g.get_int("llama.attention.head_count_kv")) : c.n_heads;
+  c.ffn_dim = int(g.get_int("llama.feed_forward_length"));
+  c.max_pos = int(g.get_int("llama.context_length"));
+  c.norm_eps = float(g.get_float("llama.attention.layer_norm_rms_epsilon"));
+  c.rope_theta = g.has("llama.rope.freq_base") ? float(g.get_float("llama.rope.freq_base")) : 10000.0f;
+  ZO_CHECK(c.n_heads > 0, "{}: llama.attention.head_count must be positive", src);
+  c.head_dim = g.has("llama.rope.dimension_count") ? int(g.get_int("llama.rope.dimension_count")) : c.hidden / c.n_heads;
+  if (g.has("llama.vocab_size"))
+    c.vocab_size = int(g.get_int("llama.vocab_size"));
+  else
+    c.vocab_size = int(g.get_string_array("tokenizer.ggml.tokens").size());
+  c.embed_dim = c.hidden;
+  c.tie_embeddings = g.find("output.weight") == nullptr;
+  c.bos_id = g.has("tokenizer.ggml.bos_token_id") ? int(g.get_int("tokenizer.ggml.bos_token_id")) : -1;
+  c.eos_id = g.has("tokenizer.ggml.eos_token_id") ? int(g.get_int("tokenizer.ggml.eos_token_id")) : -1;
+  c.pad_id = g.has("tokenizer.ggml.padding_token_id") ? int(g.get_int("tokenizer.ggml.padding_token_id")) : -1;
+  ZO_CHECK(!g.has("llama.rope.scaling.type") || g.get_string("llama.rope.scaling.type") == "none",
+           "{}: rope scaling is not supported yet", src);
+  validate_config(c, src);
+  // Sanity on derived sizes: q_dim must fit the embedding width the projections imply.
+  return c;
+}
+
+// HF name -> GGUF name for the LLaMA tensors.
+std::string gguf_name(const Param& p) {
+  if (p.block < 0) {
+    switch (p.role) {
+      case kEmbed: return "token_embd.weight";
+      case kFinalNormW: return "output_norm.weight";
+      case kLmHead: return "output.weight";
+    }
+    return "?";
+  }
+  std::string b = "blk." + std::to_string(p.block) + ".";
+  switch (p.role) {
+    case kLn1W: return b + "attn_norm.weight";
+    case kQW: return b + "attn_q.weight";
+    case kKW: return b + "attn_k.weight";
+    case kVW: return b + "attn_v.weight";
+    case kQB: return b + "attn_q.bias";
+    case kKB: return b + "attn_k.bias";
+    case kVB: return b + "attn_v.bias";
+    case kOW: return b + "attn_output.weight";
+    case kOB: return b + "attn_output.bias";
+    case kLn2W: return b + "ffn_norm.weight";
+    case kInW: return b + "ffn_gate.weight";
+    case kIn2W: return b + "ffn_up.weight";
+    case kOutW: return b + "ffn_down.weight";
+  }
+  return "?";
+}
+
+// llama.cpp's converter interleaves the two RoPE halves of each head's q/k rows
+// (row i*2+j of a head holds HF row j*D/2+i). Undo it so the HF half-split RoPE applies.
+void unpermute_qk(const float* src, float* dst, int n_heads, int head_dim, int cols) {
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; h++)
+    for (int i = 0; i < half; i++)
+      for (int j = 0; j < 2; j++) {
+        const float* s = src + (size_t(h) * head_dim + size_t(i) * 2 + j) * cols;
+        float* d = dst + (size_t(h) * head_dim + size_t(j) * half + i) * cols;
+        std::memcpy(d, s, sizeof(float) * size_t(cols));
+      }
+}
+
+Model load_gguf(const std::string& path, const LoadOptions& opts) {
+  GgufFile g = GgufFile::open(path);
+  ModelConfig cfg = config_from_gguf(g);
+  Model m = Model::allocate(cfg, opts.storage);
+  m.source = path;
+  std::vector<float> buf, perm;
+  for (const Param& p : m.params) {
+    std::string gname = gguf_name(p);
+    const GgufTensor* t = g.find(gname);
+    if (!t) fail("{}: tensor '{}' (for {}) missing", path, gname, p.name);
+    // GGUF lists dims fastest first: HF [out, in] is ne = [in, out].
+    std::vector<int64_t> want(p.shape.rbegin(), p.shape.rend());
+    if (t->ne != want)
+      fail("{}: tensor '{}' has dims {}, expected {}", path, gname, shape_str(t->ne), shape_str(want));
+    buf.resize(p.numel);
+    g.dequantize(*t, buf.data());
+    if (p.role == kQW || p.role == kKW) {
+      if (p.block >= 0) {
+        perm.resize(p.numel);
+        unpermute_qk(buf.data(), perm.data(), p.role == kQW ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim,
+                     cfg.hidden);
+        buf.swap(perm);
+      }
+    }
+    write_range(m, p.offset, buf.data(), p.numel);
+  }
+  return m;
+}
+
+}  // namespace
+
+bool is_gguf_path(const std::string& path) {
+  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0 && !fs::is_directory(path);
+}
+
+Model load_model(const std::string& path, const LoadOptions& opts) {
+  if (is_gguf_path(path)) return load_gguf(path, opts);
+  if (!fs::is_directory(path)) fail("{}: not a model folder (with config.json) or a .gguf file", path);
+  return load_hf(path, opts);
+}
+
+void save_hf(const Model& m, const std::string& dir, DType dtype) {
+  ZO_CHECK(dtype == DType::F32 || dtype == DType::BF16, "save: dtype must be F32 or BF16");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  ZO_CHECK(!ec, "{}: cannot create folder: {}", dir, ec.message());
+  // Materialise each tensor in the output dtype (masters may be bf16; export may be f32).
+  std::vector<std::vector<uint8_t>> bufs;
+  std::vector<StTensorOut> out;
+  std::vector<float> tmp;
+  bufs.reserve(m.params.size());
+  for (const Param& p : m.params) {
+    tmp.resize(p.numel);
+    m.get_param(p, tmp.data());
+    std::vector<uint8_t> b(p.numel * dtype_size(dtype));
+    if (dtype == DType::F32) {
+      std::memcpy(b.data(), tmp.data(), b.size());
+    } else {
+      auto* d = reinterpret_cast<uint16_t*>(b.data());
+      for (size_t i = 0; i < p.numel; i++) d[i] = f32_to_bf16(tmp[i]);
+    }
+    bufs.push_back(std::move(b));
+    out.push_back({p.name, dtype, p.shape, bufs.back().data()});
+  }
+  write_safetensors((fs::path(dir) / "model.safetensors").string(), out, {{"format", "pt"}});
+  // config.json: written to a temporary name and renamed, so a crash leaves the old one intact.
+  ModelConfig c = m.cfg;
+  std::string text = config_to_hf_json(c);
+  if (dtype == DType::BF16) {
+    auto pos = text.find("\"float32\"");
+    if (pos != std::string::npos) text.replace(pos, 9, "\"bfloat16\"");
+  }
+  std::string cfg = (fs::path(dir) / "config.json").string();
+  std::string tmpname = cfg + ".tmp";
+  {
+    std::ofstream f(tmpname, std::ios::binary | std::ios::trunc);
+    ZO_CHECK(bool(f), "{}: cannot write", tmpname);
+    f << text;
+    f.flush();
+    ZO_CHECK(bool(f), "{}: write failed", tmpname);
+  }
+  fs::rename(tmpname, cfg, ec);
+  ZO_CHECK(!ec, "{}: cannot rename into place: {}", cfg, ec.message());
+}
+
+}  // namespace zo

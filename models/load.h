@@ -1,0 +1,26 @@
+// Loading and saving checkpoints: Hugging Face folders (config.json + safetensors, sharded or not)
+// and GGUF files (LLaMA architecture).
+#pragma once
+#include <string>
+
+#include "models/model.h"
+
+namespace zo {
+
+class Tokenizer;
+
+struct LoadOptions {
+  DType storage = DType::F32;  // master weights: F32 or BF16 (computation is always f32)
+};
+
+// `path` is a folder with config.json, or a .gguf file. Throws zo::Error naming the file and problem.
+Model load_model(const std::string& path, const LoadOptions& opts = {});
+// The tokenizer that belongs to `path`: tokenizer.json in the folder, or the GGUF's metadata.
+Tokenizer load_tokenizer(const std::string& path);
+bool is_gguf_path(const std::string& path);
+
+// Writes dir/config.json and dir/model.safetensors (F32 or BF16) that transformers loads unchanged.
+// Tied embeddings are written once, as transformers writes them. Files are replaced atomically.
+void save_hf(const Model& m, const std::string& dir, DType dtype = DType::F32);
+
+}  // namespace zo

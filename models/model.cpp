@@ -1,0 +1,169 @@
+#include "models/model.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace zo {
+
+void Model::FreeDeleter::operator()(void* p) const { std::free(p); }
+
+namespace {
+
+size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+struct Layout {
+  Model& m;
+  size_t cursor = 0;
+  int add(std::string name, std::vector<int64_t> shape, int block, int role, bool decay) {
+    Param p;
+    p.name = std::move(name);
+    p.shape = std::move(shape);
+    p.numel = 1;
+    for (int64_t d : p.shape) p.numel *= size_t(d);
+    p.offset = cursor;
+    p.block = block;
+    p.role = role;
+    p.decay = decay;
+    cursor += p.numel;
+    m.params.push_back(std::move(p));
+    return int(m.params.size()) - 1;
+  }
+};
+
+}  // namespace
+
+Model Model::allocate(const ModelConfig& c, DType storage) {
+  ZO_CHECK(storage == DType::F32 || storage == DType::BF16, "master weights must be F32 or BF16, not {}",
+           dtype_name(storage));
+  Model m;
+  m.cfg = c;
+  m.storage = storage;
+  m.global_.fill(-1);
+  Layout L{m};
+  const int64_t V = c.vocab_size, C = c.hidden, Ce = c.embed_dim, F = c.ffn_dim;
+  const int64_t Q = c.q_dim(), KV = c.kv_dim();
+  const bool opt = c.arch == Arch::OPT;
+  const std::string pre = opt ? "model.decoder." : "model.";
+
+  m.global_[kEmbed] = L.add(pre + "embed_tokens.weight", {V, Ce}, -1, kEmbed, true);
+  if (opt) {
+    // HF's OPTLearnedPositionalEmbedding has max_position_embeddings + 2 rows (offset of 2).
+    m.global_[kPosEmbed] = L.add(pre + "embed_positions.weight", {c.max_pos + 2, C}, -1, kPosEmbed, true);
+    if (c.has_projection()) m.global_[kProjIn] = L.add(pre + "project_in.weight", {C, Ce}, -1, kProjIn, true);
+  }
+  m.block_range_.resize(size_t(c.n_layers));
+  m.block_idx_.resize(size_t(c.n_layers));
+  for (int l = 0; l < c.n_layers; l++) {
+    L.cursor = round_up(L.cursor, 16);  // 64-byte aligned block start (f32)
+    size_t begin = L.cursor;
+    auto& idx = m.block_idx_[size_t(l)];
+    idx.fill(-1);
+    std::string b = pre + "layers." + std::to_string(l) + ".";
+    auto add = [&](const std::string& n, std::vector<int64_t> shape, int role, bool decay) {
+      idx[role] = L.add(b + n, std::move(shape), l, role, decay);
+    };
+    if (opt) {
+      add("self_attn_layer_norm.weight", {C}, kLn1W, false);
+      add("self_attn_layer_norm.bias", {C}, kLn1B, false);
+    } else {
+      add("input_layernorm.weight", {C}, kLn1W, false);
+    }
+    add("self_attn.q_proj.weight", {Q, C}, kQW, true);
+    add("self_attn.k_proj.weight", {KV, C}, kKW, true);
+    add("self_attn.v_proj.weight", {KV, C}, kVW, true);
+    if (c.qkv_bias) {
+      add("self_attn.q_proj.bias", {Q}, kQB, false);
+      add("self_attn.k_proj.bias", {KV}, kKB, false);
+      add("self_attn.v_proj.bias", {KV}, kVB, false);
+    }
+    add(opt ? "self_attn.out_proj.weight" : "self_attn.o_proj.weight", {C, Q}, kOW, true);
+    if (c.o_bias) add(opt ? "self_attn.out_proj.bias" : "self_attn.o_proj.bias", {C}, kOB, false);
+    if (opt) {
+      add("final_layer_norm.weight", {C}, kLn2W, false);
+      add("final_layer_norm.bias", {C}, kLn2B, false);
+      add("fc1.weight", {F, C}, kInW, true);
+      if (c.mlp_bias) add("fc1.bias", {F}, kInB, false);
+      add("fc2.weight", {C, F}, kOutW, true);
+      if (c.mlp_bias) add("fc2.bias", {C}, kOutB, false);
+    } else {
+      add("post_attention_layernorm.weight", {C}, kLn2W, false);
+      add("mlp.gate_proj.weight", {F, C}, kInW, true);
+      add("mlp.up_proj.weight", {F, C}, kIn2W, true);
+      if (c.mlp_bias) {
+        add("mlp.gate_proj.bias", {F}, kInB, false);
+        add("mlp.up_proj.bias", {F}, kIn2B, false);
+      }
+      add("mlp.down_proj.weight", {C, F}, kOutW, true);
+      if (c.mlp_bias) add("mlp.down_proj.bias", {C}, kOutB, false);
+    }
+    m.block_range_[size_t(l)] = {begin, L.cursor};
+  }
+  L.cursor = round_up(L.cursor, 16);
+  if (c.final_norm) {
+    m.global_[kFinalNormW] = L.add(opt ? pre + "final_layer_norm.weight" : pre + "norm.weight", {C}, -1, kFinalNormW, false);
+    if (c.ln_bias) m.global_[kFinalNormB] = L.add(pre + "final_layer_norm.bias", {C}, -1, kFinalNormB, false);
+  }
+  if (c.has_projection()) m.global_[kProjOut] = L.add(pre + "project_out.weight", {Ce, C}, -1, kProjOut, true);
+  if (!c.tie_embeddings) m.global_[kLmHead] = L.add("lm_head.weight", {V, Ce}, -1, kLmHead, true);
+
+  m.arena_numel_ = round_up(L.cursor, 16);
+  size_t bytes = round_up(m.arena_numel_ * dtype_size(storage), 4096);
+  // Pages stay untouched (not resident) until the loader writes them.
+  void* p = std::aligned_alloc(4096, bytes);
+  ZO_CHECK(p != nullptr, "cannot allocate {} MiB for the master weights", bytes >> 20);
+  m.arena_.reset(p);
+  return m;
+}
+
+size_t Model::max_block_numel() const {
+  size_t mx = 0;
+  for (auto& [b, e] : block_range_) mx = std::max(mx, e - b);
+  return mx;
+}
+
+const Param* Model::find(const std::string& name) const {
+  for (auto& p : params)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+BlockView Model::block_view_at(int l, const float* base) const {
+  BlockView v;
+  const auto& idx = block_idx_[size_t(l)];
+  size_t b = block_begin(l);
+  for (int r = 0; r < kNumBlockRoles; r++)
+    if (idx[r] >= 0) v.w[r] = base + (params[size_t(idx[r])].offset - b);
+  return v;
+}
+
+BlockView Model::block_view(int l, float* scratch) const {
+  size_t b = block_begin(l), e = block_end(l);
+  if (storage == DType::F32) return block_view_at(l, static_cast<const float*>(arena()) + b);
+  convert_to_f32(storage, static_cast<const uint16_t*>(arena()) + b, scratch, e - b);
+  return block_view_at(l, scratch);
+}
+
+void Model::set_param(const Param& p, const float* src) {
+  if (storage == DType::F32) {
+    std::memcpy(static_cast<float*>(arena()) + p.offset, src, p.numel * sizeof(float));
+  } else {
+    uint16_t* dst = static_cast<uint16_t*>(arena()) + p.offset;
+#pragma omp parallel for schedule(static) if (p.numel > (1 << 16))
+    for (size_t i = 0; i < p.numel; i++) dst[i] = f32_to_bf16(src[i]);
+  }
+}
+
+void Model::get_param(const Param& p, float* dst) const {
+  if (storage == DType::F32)
+    std::memcpy(dst, static_cast<const float*>(arena()) + p.offset, p.numel * sizeof(float));
+  else
+    convert_to_f32(storage, static_cast<const uint16_t*>(arena()) + p.offset, dst, p.numel);
+}
+
+const float* Model::f32_ptr(const Param& p) const {
+  return storage == DType::F32 ? static_cast<const float*>(arena()) + p.offset : nullptr;
+}
+
+}  // namespace zo

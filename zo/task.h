@@ -1,0 +1,72 @@
+// Tasks: what a data row means and how it is scored.
+//   lm:             JSONL rows with "text"; loss = mean next-token NLL over all tokens.
+//   classification: a prompt template over the row's fields plus one label word (or phrase) per
+//                   class; prediction = the candidate continuation with the highest mean
+//                   log-probability (MeZO's scoring). sst2 is the built-in instance:
+//                   "{sentence} It was" + " terrible" | " great".
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "models/forward.h"
+#include "models/tokenizer.h"
+
+namespace zo {
+
+struct TaskSpec {
+  enum class Kind { LM, Classification };
+  Kind kind = Kind::LM;
+  std::string name;
+  std::string text_field = "text";           // lm
+  std::string prompt_template;               // classification: "{sentence} It was"
+  std::vector<std::string> label_words;      // classification: index = label
+  std::string label_field = "label";
+  int max_length = 0;                        // truncate sequences (0: the model's context)
+};
+
+// "lm", "sst2", or a path to a task JSON file:
+//   {"template": "{sentence} It was", "label_words": [" terrible", " great"], "label_field": "label"}
+TaskSpec task_from_name(const std::string& name_or_path);
+TaskSpec task_from_json(const nlohmann::json& j, const std::string& source);
+// Fills "{field}" placeholders from a row; "{{" and "}}" are literal braces.
+std::string render_template(const std::string& tmpl, const nlohmann::json& row, const std::string& where);
+
+struct ClassExample {
+  std::vector<int32_t> prompt;
+  int label = 0;
+};
+struct ClassData {
+  std::vector<std::vector<int32_t>> candidates;  // token ids of each label word (no specials)
+  std::vector<ClassExample> examples;
+};
+ClassData encode_classification(const TaskSpec& t, const Tokenizer& tok, const std::vector<nlohmann::json>& rows,
+                                const std::string& source, int max_len);
+std::vector<std::vector<int32_t>> encode_lm(const TaskSpec& t, const Tokenizer& tok,
+                                            const std::vector<nlohmann::json>& rows, const std::string& source,
+                                            int max_len);
+
+// Mean log-probability of each candidate after each prompt: scores[p][c]. Candidates that are
+// single tokens share one sequence per prompt (the vocabulary is reached at one row); longer ones
+// get prompt + candidate sequences.
+std::vector<std::vector<double>> score_candidates(Engine& e, const std::vector<const std::vector<int32_t>*>& prompts,
+                                                  const std::vector<std::vector<int32_t>>& candidates);
+
+struct EvalResult {
+  std::string task;
+  long examples = 0;
+  long tokens = 0;        // tokens forwarded
+  long targets = 0;       // scored target tokens
+  double loss = 0;        // lm: mean token NLL; classification: mean NLL of the gold candidate
+  double perplexity = 0;  // exp(loss)
+  double accuracy = -1;   // classification only
+  double seconds = 0;
+};
+struct EvalOptions {
+  int batch_size = 16;
+  bool progress = true;
+};
+EvalResult evaluate_classification(Engine& e, const ClassData& d, const EvalOptions& o);
+EvalResult evaluate_lm(Engine& e, const std::vector<std::vector<int32_t>>& seqs, const EvalOptions& o);
+
+}  // namespace zo
