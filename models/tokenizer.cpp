@@ -41,13 +41,15 @@ void Tokenizer::Impl::finish() {
   raw_matcher = {};
   norm_matcher = {};
   for (size_t i = 0; i < added.size(); i++) {
-    const auto& a = added[i];
+    auto& a = added[i];
     if (!a.normalized) {
+      a.form = a.content;
       raw_matcher.add(a.content, int32_t(i));
     } else {
-      // Normalized tokens are looked for in normalized text, so their content is normalized too.
-      std::string n = normalize(a.content);
-      if (!n.empty()) norm_matcher.add(n, int32_t(i));
+      // Normalized tokens are looked for in normalized text, so their content is normalized too;
+      // HF decodes them in that form as well.
+      a.form = normalize(a.content);
+      if (!a.form.empty()) norm_matcher.add(a.form, int32_t(i));
     }
   }
   // The id map of added tokens: later additions of the same id win, as in HF's reverse map.

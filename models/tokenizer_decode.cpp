@@ -111,7 +111,7 @@ void run_decoder(const tok::Decoder& d, std::vector<std::string>& tokens) {
 
 const std::string* Tokenizer::Impl::token_of(int32_t id) const {
   auto a = added_by_id.find(id);
-  if (a != added_by_id.end()) return &added[a->second].content;
+  if (a != added_by_id.end()) return &added[a->second].form;
   if (id >= 0 && size_t(id) < bpe.id_to_token.size() && bpe.has_id[size_t(id)]) return &bpe.id_to_token[size_t(id)];
   return nullptr;
 }
@@ -123,6 +123,8 @@ std::string Tokenizer::Impl::decode(std::span<const int32_t> ids, bool skip_spec
     const std::string* t = token_of(id);
     if (!t) continue;
     if (skip_special_tokens) {
+      // HF looks the spelled token up among special contents (so a normalized special token,
+      // spelled differently, is kept).
       auto a = added_by_content.find(*t);
       if (a != added_by_content.end() && added[a->second].special) continue;
     }
@@ -130,7 +132,10 @@ std::string Tokenizer::Impl::decode(std::span<const int32_t> ids, bool skip_spec
   }
   if (!has_decoder) {
     std::string out;
-    for (size_t i = 0; i < tokens.size(); i++) out += (i ? " " : "") + tokens[i];
+    for (size_t i = 0; i < tokens.size(); i++) {
+      if (i) out += ' ';
+      out += tokens[i];
+    }
     return out;
   }
   for (auto& d : decoders) run_decoder(d, tokens);

@@ -135,10 +135,19 @@ bool word_char_at(std::string_view s, bool last) {
 
 }  // namespace
 
+namespace {
+
+// Real pipelines grow text a few times at most (a byte becomes a 2-byte char, a space a 3-byte
+// "▁"); a file chaining doubling steps must not exhaust memory.
+size_t growth_limit(size_t n) { return 16 * n + 4096; }
+
+}  // namespace
+
 std::string Tokenizer::Impl::normalize(std::string_view in) const {
   std::string s(in);
   thread_local Ranges m;
   for (auto& n : normalizers) {
+    if (s.size() > growth_limit(in.size())) fail("{}: the normalizer grows the text more than 16-fold", name);
     switch (n.kind) {
       case tok::Normalizer::Kind::Prepend:
         if (!s.empty()) s.insert(0, n.text);
@@ -152,6 +161,10 @@ std::string Tokenizer::Impl::normalize(std::string_view in) const {
             m.emplace_back(at, at + n.text.size());
         }
         if (m.empty()) break;
+        size_t removed = 0;
+        for (auto [a, b] : m) removed += b - a;
+        if (s.size() - removed + m.size() * n.content.size() > growth_limit(in.size()))
+          fail("{}: the normalizer grows the text more than 16-fold", name);
         std::string out;
         size_t prev = 0;
         for (auto [a, b] : m) {
@@ -317,7 +330,12 @@ std::vector<int32_t> Tokenizer::Impl::encode(std::string_view text, bool add_spe
     Piece q{normalizers.empty() ? std::move(p.text) : normalize(p.text), -1, p.first};
     split_added(*this, norm_matcher, q, out);
   });
-  for (auto& pt : pre) pre_tokenize(pt, pieces);
+  for (auto& pt : pre) {
+    size_t total = 0;
+    for (auto& p : pieces) total += p.text.size();
+    if (total > growth_limit(text.size())) fail("{}: the pre-tokenizer grows the text more than 16-fold", name);
+    pre_tokenize(pt, pieces);
+  }
 
   std::vector<int32_t> ids;
   if (add_special_tokens) ids = post.before;

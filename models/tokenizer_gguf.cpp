@@ -211,11 +211,11 @@ std::shared_ptr<Tokenizer::Impl> tokenizer_from_gguf(const GgufTokenizerData& d,
   const bool byte_level = d.model == "gpt2";
   for (size_t i = 0; i < d.token_types.size(); i++) {
     if (d.token_types[i] == kControl && (!byte_level || in_byte_alphabet(d.tokens[i])))
-      t->add_token({d.tokens[i], -1, true, false, false, false, false});
+      t->add_token({d.tokens[i], -1, true, false, false, false, false, {}});
   }
   for (size_t i = 0; i < d.token_types.size(); i++) {
     if (d.token_types[i] == kUserDefined && t->bpe.vocab.count(d.tokens[i]))
-      t->add_token({d.tokens[i], -1, false, false, false, false, false});
+      t->add_token({d.tokens[i], -1, false, false, false, false, false, {}});
   }
   // The named special tokens (transformers passes them as bos_token=... and adds them as special).
   int* ids[] = {&t->bos, &t->eos, &t->unk, &t->pad};
@@ -223,7 +223,7 @@ std::shared_ptr<Tokenizer::Impl> tokenizer_from_gguf(const GgufTokenizerData& d,
   for (int k = 0; k < 4; k++) {
     if (src[k] < 0) continue;
     const std::string& s = d.tokens[size_t(src[k])];
-    tok::AddedToken at{s, -1, true, false, false, false, false};
+    tok::AddedToken at{s, -1, true, false, false, false, false, {}};
     if (auto it = t->added_by_content.find(s); it != t->added_by_content.end()) at = t->added[it->second];
     at.special = true;
     *ids[k] = t->add_token(at);

