@@ -72,6 +72,8 @@ ModelConfig config_from_hf_json(const std::string& text, const std::string& src)
     if (a.rfind("Llama", 0) == 0) c.model_type = "llama";
     if (a.rfind("Qwen2", 0) == 0) c.model_type = "qwen2";
   }
+  if (c.model_type != "opt" && c.model_type != "llama" && c.model_type != "qwen2" && c.model_type != "mistral")
+    fail("{}: model_type '{}' is not supported (supported: opt, llama, qwen2, mistral)", src, c.model_type);
   c.vocab_size = get_req<int>(j, "vocab_size", src);
   c.hidden = get_req<int>(j, "hidden_size", src);
   c.n_layers = get_req<int>(j, "num_hidden_layers", src);

@@ -21,12 +21,12 @@ namespace zo {
 // Tokenizer facts from GGUF metadata (llama.cpp's `tokenizer.ggml.*` keys), filled by the GGUF
 // loader. Ids are -1 when the key is absent.
 struct GgufTokenizerData {
-  std::string model;                // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece)
-  std::string pre;                  // tokenizer.ggml.pre: which pre-tokenizer regex ("smollm", "llama-bpe", ...)
-  std::vector<std::string> tokens;  // tokenizer.ggml.tokens: id -> token
-  std::vector<int32_t> token_types; // tokenizer.ggml.token_type: 1 normal, 2 unknown, 3 control, 4 user, 6 byte
-  std::vector<float> scores;        // tokenizer.ggml.scores (SentencePiece merge priority)
-  std::vector<std::string> merges;  // tokenizer.ggml.merges: "a b"
+  std::string model;                 // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece)
+  std::string pre;                   // tokenizer.ggml.pre: which pre-tokenizer regex ("smollm", "llama-bpe", ...)
+  std::vector<std::string> tokens;   // tokenizer.ggml.tokens: id -> token
+  std::vector<int32_t> token_types;  // tokenizer.ggml.token_type: 1 normal, 2 unknown, 3 control, 4 user, 6 byte
+  std::vector<float> scores;         // tokenizer.ggml.scores (SentencePiece merge priority)
+  std::vector<std::string> merges;   // tokenizer.ggml.merges: "a b"
   int bos = -1, eos = -1, unk = -1, pad = -1;
   // The loader applies llama.cpp's defaults for absent keys (add_bos is true for "llama").
   bool add_bos = false, add_eos = false, add_space_prefix = false;

@@ -161,7 +161,8 @@ void Tokenizer::Impl::bpe_word(std::string_view word, std::vector<int32_t>& out)
   }
   if (cacheable) {
     std::unique_lock lock(cache_mu);
-    if (cache.size() < 10000) cache.emplace(std::string(word), std::vector<int32_t>(out.begin() + long(start), out.end()));
+    if (cache.size() < 10000)
+      cache.emplace(std::string(word), std::vector<int32_t>(out.begin() + long(start), out.end()));
   }
 }
 

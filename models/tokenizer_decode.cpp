@@ -11,7 +11,12 @@ namespace {
 // A "<0xNN>" token's byte, or -1. Rust's u8::from_str_radix takes an optional '+' sign too.
 int byte_token(const std::string& t) {
   if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return -1;
-  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
   if (t[3] == '+') return hex(t[4]);
   int hi = hex(t[3]), lo = hex(t[4]);
   return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
@@ -43,7 +48,10 @@ void run_decoder(const tok::Decoder& d, std::vector<std::string>& tokens) {
         bool ok = true;
         for (size_t i = 0; i < t.size() && ok;) {
           int b = tok::unicode_to_byte(tok::utf8_next(t, i));
-          if (b < 0) ok = false; else bytes += char(b);
+          if (b < 0)
+            ok = false;
+          else
+            bytes += char(b);
         }
         if (!ok) bytes.replace(mark, std::string::npos, t);
       }
@@ -94,7 +102,8 @@ void run_decoder(const tok::Decoder& d, std::vector<std::string>& tokens) {
         const std::string& c = d.content;
         size_t a = 0, b = t.size();
         for (size_t k = 0; k < d.start && !c.empty() && t.compare(a, c.size(), c) == 0; k++) a += c.size();
-        for (size_t k = 0; k < d.stop && !c.empty() && b >= a + c.size() && t.compare(b - c.size(), c.size(), c) == 0; k++)
+        for (size_t k = 0; k < d.stop && !c.empty() && b >= a + c.size() && t.compare(b - c.size(), c.size(), c) == 0;
+             k++)
           b -= c.size();
         t = t.substr(a, b - a);
       }

@@ -106,8 +106,9 @@ void split_each(std::vector<Piece>& pieces, F&& fn) {
     }
     size_t from = out.size();
     fn(p, out);
-    out.erase(std::remove_if(out.begin() + long(from), out.end(), [](const Piece& q) { return q.id < 0 && q.text.empty(); }),
-              out.end());
+    out.erase(
+        std::remove_if(out.begin() + long(from), out.end(), [](const Piece& q) { return q.id < 0 && q.text.empty(); }),
+        out.end());
   }
   pieces.swap(out);
 }
@@ -254,8 +255,8 @@ void pre_tokenize(const tok::PreTokenizer& pt, std::vector<Piece>& pieces) {
       });
       break;
     case tok::PreTokenizer::Kind::ByteLevel: {
-      static const tok::Regex gpt2(
-          "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", "ByteLevel regex");
+      static const tok::Regex gpt2("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+                                   "ByteLevel regex");
       split_each(pieces, [&](Piece& p, std::vector<Piece>& out) {
         if (pt.add_prefix_space && (p.text.empty() || p.text[0] != ' ')) p.text = " " + p.text;
         if (!pt.use_regex) {
@@ -295,7 +296,8 @@ void pre_tokenize(const tok::PreTokenizer& pt, std::vector<Piece>& pieces) {
           }
         }
         bool starts = s.compare(0, pt.replacement.size(), pt.replacement) == 0;
-        if (!starts && (pt.prepend == tok::PrependScheme::Always || (pt.prepend == tok::PrependScheme::First && p.first)))
+        if (!starts &&
+            (pt.prepend == tok::PrependScheme::Always || (pt.prepend == tok::PrependScheme::First && p.first)))
           s.insert(0, pt.replacement);
         if (!pt.split) {
           out.push_back({std::move(s), -1, p.first});
@@ -304,7 +306,8 @@ void pre_tokenize(const tok::PreTokenizer& pt, std::vector<Piece>& pieces) {
         // Each replacement char is a match, merged into the piece that follows it.
         m.clear();
         size_t prev = 0;
-        for (size_t at = s.find(pt.replacement); at != std::string::npos; at = s.find(pt.replacement, at + pt.replacement.size())) {
+        for (size_t at = s.find(pt.replacement); at != std::string::npos;
+             at = s.find(pt.replacement, at + pt.replacement.size())) {
           if (prev != at) m.emplace_back(prev, at, false);
           m.emplace_back(at, at + pt.replacement.size(), true);
           prev = at + pt.replacement.size();

@@ -18,7 +18,8 @@ namespace {
 constexpr int kControl = 3, kUserDefined = 4;
 
 const char* kLlama3Split =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
     "\\s+(?!\\S)|\\s+";
 const char* kQwen2Split =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
@@ -41,14 +42,14 @@ const char* kGpt4oSplit =
 // SmolLM2 and StarCoder-family tokenizer.json files do (Digits + ByteLevel). transformers has no
 // entry for these and falls back to plain ByteLevel, which merges a space into a following digit.
 void byte_level_pre(const std::string& pre, const std::string& name, std::vector<tok::PreTokenizer>& out) {
-  static const std::unordered_set<std::string> kDigitsFirst = {"smollm", "starcoder", "refact", "command-r",
-                                                                "codeshell", "exaone", "minerva"};
-  static const std::unordered_set<std::string> kLlama3 = {"llama3",   "llama-v3", "llama-bpe",   "falcon3",
-                                                           "falcon-h1", "pixtral", "midm-2.0",   "lfm2",
-                                                           "jina-v5-nano", "dbrx", "smaug-bpe"};
+  static const std::unordered_set<std::string> kDigitsFirst = {"smollm",    "starcoder", "refact", "command-r",
+                                                               "codeshell", "exaone",    "minerva"};
+  static const std::unordered_set<std::string> kLlama3 = {"llama3",       "llama-v3", "llama-bpe", "falcon3",
+                                                          "falcon-h1",    "pixtral",  "midm-2.0",  "lfm2",
+                                                          "jina-v5-nano", "dbrx",     "smaug-bpe"};
   static const std::unordered_set<std::string> kQwen2 = {"qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez"};
   static const std::unordered_set<std::string> kGpt4o = {"gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"};
-  const char* split = kLlama3.count(pre) ? kLlama3Split
+  const char* split = kLlama3.count(pre)  ? kLlama3Split
                       : kQwen2.count(pre) ? kQwen2Split
                       : pre == "qwen35"   ? kQwen35Split
                       : pre == "tekken"   ? kTekkenSplit

@@ -55,9 +55,9 @@ enum class PrependScheme { Always, First, Never };
 
 struct Normalizer {  // one step (Sequence is flattened)
   enum class Kind { Prepend, Replace, Strip } kind = Kind::Prepend;
-  std::string text;     // Prepend: what to prepend; Replace: literal pattern (when !regex.valid())
-  Regex regex;          // Replace with a Regex pattern
-  std::string content;  // Replace: the replacement
+  std::string text;                  // Prepend: what to prepend; Replace: literal pattern (when !regex.valid())
+  Regex regex;                       // Replace with a Regex pattern
+  std::string content;               // Replace: the replacement
   bool left = false, right = false;  // Strip
 };
 
@@ -68,7 +68,7 @@ struct PreTokenizer {  // one step (Sequence is flattened); Digits is a Split on
   SplitBehavior behavior = SplitBehavior::Isolated;
   bool invert = false;
   bool add_prefix_space = false, use_regex = true;  // ByteLevel
-  std::string replacement;                           // Metaspace (one char, UTF-8)
+  std::string replacement;                          // Metaspace (one char, UTF-8)
   PrependScheme prepend = PrependScheme::Always;
   bool split = true;
 };
@@ -114,8 +114,8 @@ class TokenMatcher {
 
 struct Bpe {
   std::unordered_map<std::string, int32_t> vocab;
-  std::vector<std::string> id_to_token;  // by id; "" where no token has that id
-  std::vector<uint8_t> has_id;           // id_to_token[id] is a real token
+  std::vector<std::string> id_to_token;                              // by id; "" where no token has that id
+  std::vector<uint8_t> has_id;                                       // id_to_token[id] is a real token
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a, b) -> (rank, merged id)
   bool has_unk = false;
   std::string unk_token;

@@ -140,7 +140,8 @@ void read_pre_tokenizer(const Reader& r, const json& o, std::vector<tok::PreToke
     // HF splits on char::is_numeric (general category N), each digit alone or runs together.
     p.kind = tok::PreTokenizer::Kind::Split;
     p.regex = tok::Regex("\\p{N}", r.name + ": pre_tokenizer Digits");
-    p.behavior = r.flag(o, "individual_digits", false, where) ? tok::SplitBehavior::Isolated : tok::SplitBehavior::Contiguous;
+    p.behavior =
+        r.flag(o, "individual_digits", false, where) ? tok::SplitBehavior::Isolated : tok::SplitBehavior::Contiguous;
   } else if (type == "ByteLevel") {
     p.kind = tok::PreTokenizer::Kind::ByteLevel;
     p.add_prefix_space = r.flag(o, "add_prefix_space", true, where);
@@ -152,7 +153,8 @@ void read_pre_tokenizer(const Reader& r, const json& o, std::vector<tok::PreToke
     p.split = r.flag(o, "split", true, where);
   } else {
     r.bad(where, fmt::format("pre_tokenizer type '{}' is not supported (Sequence, Split, Digits, ByteLevel, "
-                             "Metaspace are)", type));
+                             "Metaspace are)",
+                             type));
   }
   out.push_back(std::move(p));
 }
@@ -191,7 +193,8 @@ void read_decoder(const Reader& r, const json& o, std::vector<tok::Decoder>& out
     d.prepend = prepend_scheme(r, o, where) != tok::PrependScheme::Never;
   } else {
     r.bad(where, fmt::format("decoder type '{}' is not supported (Sequence, ByteLevel, Replace, ByteFallback, "
-                             "Fuse, Strip, Metaspace are)", type));
+                             "Fuse, Strip, Metaspace are)",
+                             type));
   }
   out.push_back(std::move(d));
 }
@@ -217,7 +220,8 @@ void read_post(const Reader& r, const json& o, const Tokenizer::Impl& t, tok::Po
   } else if (type == "TemplateProcessing") {
     const json& single = r.req(o, "single", where);
     const json& specials = r.req(o, "special_tokens", where);
-    if (!single.is_array() || !specials.is_object()) r.bad(where, "'single' must be a list, 'special_tokens' an object");
+    if (!single.is_array() || !specials.is_object())
+      r.bad(where, "'single' must be a list, 'special_tokens' an object");
     bool seen_seq = false;
     for (auto& piece : single) {
       if (!piece.is_object()) r.bad(where + ".single", "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}");
@@ -250,7 +254,8 @@ void read_post(const Reader& r, const json& o, const Tokenizer::Impl& t, tok::Po
     }
   } else {
     r.bad(where, fmt::format("post_processor type '{}' is not supported (Sequence, TemplateProcessing, ByteLevel, "
-                             "RobertaProcessing, BertProcessing are)", type));
+                             "RobertaProcessing, BertProcessing are)",
+                             type));
   }
   // Composing: this processor wraps what the earlier ones produced.
   post.present = true;

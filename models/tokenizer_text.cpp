@@ -20,12 +20,24 @@ namespace {
 int utf8_lead(unsigned char b, unsigned char& lo, unsigned char& hi) {
   lo = 0x80, hi = 0xBF;
   if (b >= 0xC2 && b <= 0xDF) return 2;
-  if (b == 0xE0) { lo = 0xA0; return 3; }
+  if (b == 0xE0) {
+    lo = 0xA0;
+    return 3;
+  }
   if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) return 3;
-  if (b == 0xED) { hi = 0x9F; return 3; }
-  if (b == 0xF0) { lo = 0x90; return 4; }
+  if (b == 0xED) {
+    hi = 0x9F;
+    return 3;
+  }
+  if (b == 0xF0) {
+    lo = 0x90;
+    return 4;
+  }
   if (b >= 0xF1 && b <= 0xF3) return 4;
-  if (b == 0xF4) { hi = 0x8F; return 4; }
+  if (b == 0xF4) {
+    hi = 0x8F;
+    return 4;
+  }
   return 0;
 }
 
@@ -106,8 +118,7 @@ std::string utf8_lossy(std::string_view s) {
 
 bool is_unicode_whitespace(uint32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
-         c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 // ---- GPT-2 byte <-> unicode -------------------------------------------------------------------
@@ -192,11 +203,17 @@ std::string onig_compatible(std::string_view p) {
       char d = p[++i];
       bool negated = d == 'S' || d == 'H' || d == 'D' || d == 'P';
       if (d == 's' || d == 'S') {
-        if (in_class && negated) out += "\\S"; else emit(kSpace, negated);
+        if (in_class && negated)
+          out += "\\S";
+        else
+          emit(kSpace, negated);
         continue;
       }
       if (d == 'h' || d == 'H') {
-        if (in_class && negated) out += "[^0-9a-fA-F]"; else emit(kHex, negated);
+        if (in_class && negated)
+          out += "[^0-9a-fA-F]";
+        else
+          emit(kHex, negated);
         continue;
       }
       if ((d == 'd' || d == 'D') && !(in_class && negated)) {

@@ -196,7 +196,8 @@ void expect_error(const std::string& text, const std::string& needle = "") {
 
 std::string with_model(const std::string& model, const std::string& rest = "") {
   return R"({"version":"1.0","added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,)"
-         R"("decoder":null,"model":)" + model + rest + "}";
+         R"("decoder":null,"model":)" +
+         model + rest + "}";
 }
 
 TEST(TokenizerErrors, MalformedFilesNameTheFile) {
@@ -209,8 +210,7 @@ TEST(TokenizerErrors, MalformedFilesNameTheFile) {
   expect_error(with_model(R"({"type":"Unigram","vocab":[["a",0.0]]})"), "not supported");
   expect_error(with_model(R"({"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a c"]})"),
                "'c' is not in the vocabulary");
-  expect_error(with_model(R"({"type":"BPE","vocab":{"a":0,"b":1},"merges":["a b"]})"),
-               "'ab' is not in the vocabulary");
+  expect_error(with_model(R"({"type":"BPE","vocab":{"a":0,"b":1},"merges":["a b"]})"), "'ab' is not in the vocabulary");
   expect_error(with_model(R"({"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a  b"]})"), "one space");
   expect_error(with_model(R"({"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":[["a"]]})"), "merge 0");
   expect_error(with_model(R"({"type":"BPE","vocab":{"a":-1},"merges":[]})"), "out of range");
@@ -219,8 +219,9 @@ TEST(TokenizerErrors, MalformedFilesNameTheFile) {
   expect_error(with_model(R"({"type":"BPE","vocab":{"a":0}})"), "'merges' is missing");
   expect_error(with_model(R"({"type":"BPE","vocab":{"a":0},"merges":[],"dropout":0.1})"), "dropout");
   // Added tokens with ids that disagree with the vocabulary.
-  expect_error(R"({"added_tokens":[{"id":5,"content":"a","special":true}],"model":{"type":"BPE","vocab":{"a":0},"merges":[]}})",
-               "says id 5");
+  expect_error(
+      R"({"added_tokens":[{"id":5,"content":"a","special":true}],"model":{"type":"BPE","vocab":{"a":0},"merges":[]}})",
+      "says id 5");
   // Components we do not implement are named.
   expect_error(with_model(R"({"type":"BPE","vocab":{"a":0},"merges":[]})", R"(,"normalizer":{"type":"NFKC"})"),
                "normalizer type 'NFKC'");
@@ -229,10 +230,11 @@ TEST(TokenizerErrors, MalformedFilesNameTheFile) {
   expect_error(R"({"pre_tokenizer":{"type":"Split","pattern":{"Regex":"(unclosed"},"behavior":"Isolated"},)"
                R"("model":{"type":"BPE","vocab":{"a":0},"merges":[]}})",
                "bad regex");
-  expect_error(R"({"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},)"
-               R"({"Sequence":{"id":"A","type_id":0}}],"special_tokens":{"<s>":{"id":"<s>","ids":[99],"tokens":["<s>"]}}},)"
-               R"("model":{"type":"BPE","vocab":{"a":0},"merges":[]}})",
-               "outside the vocabulary");
+  expect_error(
+      R"({"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},)"
+      R"({"Sequence":{"id":"A","type_id":0}}],"special_tokens":{"<s>":{"id":"<s>","ids":[99],"tokens":["<s>"]}}},)"
+      R"("model":{"type":"BPE","vocab":{"a":0},"merges":[]}})",
+      "outside the vocabulary");
 }
 
 TEST(TokenizerErrors, MissingDirAndBadText) {

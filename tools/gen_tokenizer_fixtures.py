@@ -8,10 +8,14 @@ Training is deterministic for a fixed `tokenizers` version; rerunning rewrites e
 Writes, under tests/data/tokenizers/:
   strings.json                       the test strings (unicode, emoji, whitespace runs, numbers, code, ...)
   <name>/tokenizer.json (+ tokenizer_config.json)
-  <name>/expected.json               ids with/without special tokens and decodes, per string
-      opt_bpe         byte-level BPE like OPT: "</s>" as BOS from the post-processor, merges as "a b" strings
-      llama2_spm      SentencePiece-style BPE (Prepend/Replace normalizer, byte fallback), config adds <s>
-      llama3_bpe      LLaMA-3 layout: Split(\\p{N}{1,3} regex) + ByteLevel, ignore_merges, no config file
+  <name>/expected.json               per string: ids without special tokens, the post-processor's
+                                     prefix/suffix ids, decodes (with and without special tokens);
+                                     plus decode-only cases (cut multi-byte chars, random ids)
+      opt_bpe         byte-level BPE like OPT: "</s>" as BOS from the post-processor, merges as "a b"
+                      strings, "<mask>" with lstrip
+      llama2_spm      SentencePiece-style BPE (Prepend/Replace normalizer, byte fallback), <s> as BOS
+      llama3_bpe      LLaMA-3 layout: Split(\\p{N}{1,3} regex) + ByteLevel, ignore_merges, specials after
+                      the vocabulary, a single_word added token; no tokenizer_config.json
       spm_metaspace   llama2_spm's vocabulary behind a Metaspace pre-tokenizer and no post-processor; its
                       config says add_bos/add_eos_token, which transformers 5 ignores when tokenizer.json
                       exists (so no ids are added)
@@ -20,8 +24,12 @@ Writes, under tests/data/tokenizers/:
                       llama2_spm's vocabulary as GGUF "llama" metadata (tokens, scores, types, add_bos and
                       add_eos); the expected ids come from transformers loading a GGUF written from it.
   smollm2_gguf_expected.json
-                      ids for the default GGUF (SmolLM2, model "gpt2", pre "smollm") from transformers'
-                      GGUF tokenizer; the GGUF itself stays in site-packages.
+                      ids for the default GGUF (SmolLM2, model "gpt2", pre "smollm"): transformers' GGUF
+                      tokenizer with the "smollm" digit split (see smollm2_gguf); the GGUF itself stays
+                      in site-packages.
+  fuzz_seeds_expected.json
+                      HF's ids for the hand-written strings with the three fuzz seeds, which are written
+                      to tests/fuzz/corpus/tokenizer_json/ (small tokenizers with more pipeline parts).
 
 usage: /work/venv/bin/python tools/gen_tokenizer_fixtures.py
 """
@@ -555,6 +563,7 @@ def fuzz_seeds(strings):
     )
     sp.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 2, 0)])
     sp.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ["<unk>", "<s>", "</s>"]])
+    sp.add_tokens([AddedToken("zo_token", normalized=True)])  # matched and decoded as "▁zo_token"
     sp.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
     # Metaspace splitting with "always", contiguous digits, a Regex Replace, Roberta-style ids.
     ms = Tokenizer(models.BPE(vocab=dict(vocab), merges=merges, unk_token="<unk>", fuse_unk=False))

@@ -14,7 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view bytes(reinterpret_cast<const char*>(data), size);
   try {
     zo::Tokenizer tok = zo::Tokenizer::from_json(bytes, "", "fuzz-tokenizer.json");
-    const std::string texts[] = {"", "Hello world, it's 12345 <s> </s>!", "  \n\t\r\n  x", "héllo 日本語 😀👨‍👩‍👧",
+    const std::string texts[] = {"", "Hello world, it's 12345 <s> </s>!", "  \n\t\r\n  x",
+                                 "héllo 日本語 😀👨‍👩‍👧",
                                  std::string(bytes.substr(size > 64 ? size - 64 : 0))};
     for (const std::string& t : texts) {
       try {  // the input's tail is often not valid UTF-8: an error, not a crash

@@ -16,6 +16,7 @@ void add_inspect(CLI::App& app, Runner& run);
 void add_eval(CLI::App& app, Runner& run);
 void add_generate(CLI::App& app, Runner& run);
 void add_bench(CLI::App& app, Runner& run);
+void add_convert(CLI::App& app, Runner& run);
 
 // --dtype f32|bf16 -> DType
 DType parse_storage(const std::string& s);

@@ -1,5 +1,6 @@
 // zo generate --model M (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
 #include <cstdio>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -66,8 +67,12 @@ void add_generate(CLI::App& app, Runner& run) {
       ZO_CHECK(!a->prompt.empty() || !a->prompt_ids.empty(), "give --prompt TEXT or --prompt-ids 1,2,3");
       std::string path = resolve_model(a->model);
       Model m = load_model(path, LoadOptions{parse_storage(a->dtype)});
-      Tokenizer tok = load_tokenizer(path);
-      std::vector<int32_t> prompt = a->prompt_ids.empty() ? tok.encode(a->prompt, !a->raw) : parse_ids(a->prompt_ids);
+      // The tokenizer is needed for a text prompt or text output only: ids in, ids out works
+      // with a bare checkpoint.
+      bool need_tok = a->prompt_ids.empty() || a->format == "text" || a->json;
+      std::optional<Tokenizer> tok;
+      if (need_tok) tok.emplace(load_tokenizer(path));
+      std::vector<int32_t> prompt = a->prompt_ids.empty() ? tok->encode(a->prompt, !a->raw) : parse_ids(a->prompt_ids);
       ZO_CHECK(!prompt.empty(), "the prompt encodes to no tokens");
       for (int32_t id : prompt)
         ZO_CHECK(id < m.cfg.vocab_size, "--prompt-ids: id {} out of range [0, {})", id, m.cfg.vocab_size);
@@ -77,7 +82,7 @@ void add_generate(CLI::App& app, Runner& run) {
       o.temperature = a->temperature;
       o.top_k = a->top_k;
       o.seed = a->seed;
-      o.stop_id = a->no_stop ? -1 : (tok.eos_id() >= 0 ? tok.eos_id() : m.cfg.eos_id);
+      o.stop_id = a->no_stop ? -1 : (tok && tok->eos_id() >= 0 ? tok->eos_id() : m.cfg.eos_id);
       bool stream = !a->json && a->format == "text";
       std::string shown;
       std::vector<int32_t> so_far;
@@ -86,14 +91,14 @@ void add_generate(CLI::App& app, Runner& run) {
         // Decode the whole continuation and print what is new: multi-byte characters split
         // across tokens come out whole.
         so_far.push_back(id);
-        std::string text = tok.decode(so_far, /*skip_special_tokens=*/true);
+        std::string text = tok->decode(so_far, /*skip_special_tokens=*/true);
         if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) {
           std::fputs(text.c_str() + shown.size(), stdout);
           std::fflush(stdout);
           shown = text;
         }
       });
-      std::string text = tok.decode(out, true);
+      std::string text = tok ? tok->decode(out, true) : "";
       if (a->json) {
         nlohmann::json j;
         j["model"] = path;

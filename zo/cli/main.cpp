@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   zo::cli::add_inspect(app, run);
   zo::cli::add_eval(app, run);
   zo::cli::add_generate(app, run);
+  zo::cli::add_convert(app, run);
   zo::cli::add_bench(app, run);
   try {
     app.parse(argc, argv);
