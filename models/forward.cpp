@@ -101,7 +101,7 @@ void Engine::embed(const Batch& b, float* x) {
   }
   // Rows of the embedding table, widened to f32 into x (or into h when project_in follows).
   float* dst = c.has_projection() ? ws_.h.data() : x;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (size_t(N) * Ce > (size_t(1) << 16))
   for (int i = 0; i < N; i++) {
     size_t off = E.offset + size_t(b.ids[size_t(i)]) * Ce;
     if (m_.storage == DType::F32)
@@ -113,7 +113,7 @@ void Engine::embed(const Batch& b, float* x) {
   if (c.has_projection()) linear(x, dst, global_f32(kProjIn), nullptr, N, C, Ce);
   // Learned positions, with HF's offset of 2 rows.
   const Param& P = *m_.global(kPosEmbed);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (size_t(N) * C > (size_t(1) << 16))
   for (int i = 0; i < N; i++) {
     size_t off = P.offset + size_t(b.pos[size_t(i)] + 2) * C;
     float* xr = x + size_t(i) * C;
