@@ -170,17 +170,34 @@ Model load_gguf(const std::string& path, const LoadOptions& opts) {
     std::vector<int64_t> want(p.shape.rbegin(), p.shape.rend());
     if (t->ne != want)
       fail("{}: tensor '{}' has dims {}, expected {}", path, gname, shape_str(t->ne), shape_str(want));
-    buf.resize(p.numel);
-    g.dequantize(*t, buf.data());
     if (p.role == kQW || p.role == kKW) {
-      if (p.block >= 0) {
-        perm.resize(p.numel);
-        unpermute_qk(buf.data(), perm.data(), p.role == kQW ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim,
-                     cfg.hidden);
-        buf.swap(perm);
+      // q/k rows are permuted within each head: dequantize the whole (small) matrix first.
+      buf.resize(p.numel);
+      g.dequantize(*t, buf.data());
+      perm.resize(p.numel);
+      unpermute_qk(buf.data(), perm.data(), p.role == kQW ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim, cfg.hidden);
+      write_range(m, p.offset, perm.data(), p.numel);
+    } else {
+      // Slabs of whole rows (quantization blocks never straddle rows): no tensor-sized temporary.
+      const int64_t row = t->ne[0];
+      const size_t row_bytes = size_t(row / ggml_block_size(t->type)) * ggml_type_size(t->type);
+      const int64_t rows = int64_t(p.numel) / row;
+      const int64_t slab_rows = std::max<int64_t>(1, (int64_t(1) << 20) / row);
+      ZO_CHECK(row_bytes * size_t(rows) == t->nbytes, "{}: tensor '{}' holds {} bytes, expected {}", path, gname,
+               t->nbytes, row_bytes * size_t(rows));
+      for (int64_t r0 = 0; r0 < rows; r0 += slab_rows) {
+        const int64_t nr = std::min(slab_rows, rows - r0);
+        const size_t n = size_t(nr * row), off = p.offset + size_t(r0 * row);
+        if (m.storage == DType::F32) {
+          gguf_dequantize(t->type, t->data + size_t(r0) * row_bytes, static_cast<float*>(m.arena()) + off, int64_t(n));
+        } else {
+          buf.resize(n);
+          gguf_dequantize(t->type, t->data + size_t(r0) * row_bytes, buf.data(), int64_t(n));
+          write_range(m, off, buf.data(), n);
+        }
       }
     }
-    write_range(m, p.offset, buf.data(), p.numel);
+    g.release(*t);  // the mapped GGUF pages leave RSS once converted
   }
   return m;
 }

@@ -26,7 +26,7 @@ say() { printf '\n== %s\n' "$*"; }
 # --- 1. packages --------------------------------------------------------------------------
 PKGS=(build-essential cmake ninja-build pkg-config git python3 python3-pip
       libopenblas-openmp-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-      libcli11-dev libfmt-dev libpcre2-dev librandom123-dev clang libclang-rt-14-dev)
+      libcli11-dev libfmt-dev libpcre2-dev librandom123-dev clang libclang-rt-14-dev libomp-dev)
 if [[ "${ZO_SKIP_APT:-0}" != 1 ]]; then
   missing=()
   for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
