@@ -46,6 +46,7 @@ class Tokenizer {
   // The tokenizer transformers builds from GGUF metadata (AutoTokenizer with gguf_file=), except
   // that pre "smollm" (and llama.cpp's other digit-splitting pre-tokenizers) split digits one by
   // one first, as llama.cpp and SmolLM2's own tokenizer.json do; transformers skips that split.
+  // Like transformers, "llama" vocabularies always get the leading "▁" (add_space_prefix unused).
   static Tokenizer from_gguf_metadata(const GgufTokenizerData& d, const std::string& name_for_errors);
 
   Tokenizer(const Tokenizer&);
@@ -61,7 +62,10 @@ class Tokenizer {
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 
   int vocab_size() const;  // one past the largest id (model vocabulary and added tokens)
-  int bos_id() const;      // -1 when absent (see tokenizer.cpp for how each is found)
+  // Special ids, -1 when absent. GGUF: the metadata's ids. tokenizer.json: the token that
+  // tokenizer_config.json names, else for BOS/EOS the first/last id the post-processor adds,
+  // for UNK the model's unk_token, for PAD the "padding" section's pad_id.
+  int bos_id() const;
   int eos_id() const;
   int pad_id() const;
   int unk_id() const;

@@ -223,9 +223,12 @@ void split_added(const Tokenizer::Impl& t, const tok::TokenMatcher& matcher, con
     }
     if (a.lstrip) {
       // Back over the whitespace before the token, but not into what the previous match took.
-      size_t ws_start = 0;
-      for (size_t i = 0; i < start;) {
-        if (!tok::is_unicode_whitespace(tok::utf8_next(s, i))) ws_start = i;
+      size_t ws_start = start;
+      while (ws_start > 0) {
+        size_t k = ws_start - 1, j;
+        while (k > 0 && (uint8_t(s[k]) & 0xC0) == 0x80) k--;  // to the start of the previous char
+        if (!tok::is_unicode_whitespace(tok::utf8_next(s, j = k))) break;
+        ws_start = k;
       }
       start = std::max(ws_start, done);
     }

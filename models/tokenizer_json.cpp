@@ -368,7 +368,8 @@ std::shared_ptr<Tokenizer::Impl> tokenizer_from_json(std::string_view text, std:
     std::string bos, eos, unk, pad;
     if (!config.empty()) {
       Reader rc{name + " (tokenizer_config.json)"};
-      json c = json::parse(config.begin(), config.end());
+      json c = json::parse(config.begin(), config.end(), nullptr, false);
+      if (c.is_discarded()) rc.bad("tokenizer_config.json", "not valid JSON");
       if (!c.is_object()) rc.bad("tokenizer_config.json", "expected a JSON object");
       auto named = [&](const char* key) -> std::string {
         const json* v = rc.opt(c, key);

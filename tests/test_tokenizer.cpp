@@ -237,6 +237,17 @@ TEST(TokenizerErrors, MalformedFilesNameTheFile) {
       "outside the vocabulary");
 }
 
+TEST(TokenizerErrors, BadConfigNamesTheConfig) {
+  for (const char* config : {"{not json", "[1]", R"({"bos_token": 5})"}) {
+    try {
+      Tokenizer::from_json(opt_json(), config, "dir/tokenizer.json");
+      ADD_FAILURE() << "no error for config " << config;
+    } catch (const zo::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("dir/tokenizer.json (tokenizer_config.json)"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(TokenizerErrors, MissingDirAndBadText) {
   EXPECT_THROW(Tokenizer::from_hf_dir("/nonexistent/zo-tokenizer"), zo::Error);
   Tokenizer tok = Tokenizer::from_hf_dir((kData / "opt_bpe").string());
