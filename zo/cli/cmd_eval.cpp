@@ -11,7 +11,8 @@ namespace zo::cli {
 
 namespace {
 struct EvalArgs {
-  std::string model = "default", task = "sst2", data, dtype = "f32";
+  std::string model = "default", task = "sst2", data, dtype = "f32", tmpl, label_field = "label";
+  std::vector<std::string> label_words;
   long limit = -1;
   int batch = 16, max_length = 0;
   bool json = false, quiet = false;
@@ -27,6 +28,11 @@ void add_eval(CLI::App& app, Runner& run) {
                 "'<sentence> It was terrible|great'), or a task JSON file "
                 "{\"template\": \"{field} ...\", \"label_words\": [...], \"label_field\": \"label\"}")
       ->capture_default_str();
+  c->add_option("--template", a->tmpl,
+                "Classification prompt over the row's fields, e.g. '{sentence} It was' (overrides --task)");
+  c->add_option("--label-words", a->label_words, "One continuation per class, in label order, e.g. ' terrible' ' great'")
+      ->expected(2, 1 << 16);
+  c->add_option("--label-field", a->label_field, "JSONL field holding the class index")->capture_default_str();
   c->add_option("--data,-d", a->data, "JSONL file")->required();
   c->add_option("--limit,-n", a->limit, "Evaluate the first N rows only (default: all)");
   c->add_option("--batch,-b", a->batch, "Sequences per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
@@ -38,7 +44,15 @@ void add_eval(CLI::App& app, Runner& run) {
   c->callback([&run, a] {
     run = [a] {
       std::string path = resolve_model(a->model);
-      TaskSpec task = task_from_name(a->task);
+      TaskSpec task;
+      if (!a->tmpl.empty() || !a->label_words.empty()) {
+        ZO_CHECK(!a->tmpl.empty() && a->label_words.size() >= 2, "--template and at least two --label-words go together");
+        task = task_from_json({{"name", "custom"}, {"template", a->tmpl}, {"label_words", a->label_words},
+                               {"label_field", a->label_field}},
+                              "command line");
+      } else {
+        task = task_from_name(a->task);
+      }
       auto rows = read_jsonl(a->data, a->limit);
       Model m = load_model(path, LoadOptions{parse_storage(a->dtype)});
       Tokenizer tok = load_tokenizer(path);
