@@ -58,6 +58,12 @@ void linear(float* y, const float* x, const float* W, const float* b, int M, int
     }
     beta = 1.0f;
   }
+  if (M == 1) {
+    // One token (decoding): y = W x is a matrix-vector product. sgemm would pack all of W first,
+    // doubling the memory traffic of an operation that is nothing but memory traffic.
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, W, K, x, 1, beta, y, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K, beta, y, N);
 }
 

@@ -154,8 +154,11 @@ TEST(Activations, SwigluAndLogsumexpMatchFloat64) {
   }
 }
 
-TEST(Linear, MatchesFloat64WithBiasAndAccumulate) {
-  const int M = 33, N = 70, K = 129;
+class Linear : public ::testing::TestWithParam<int> {};
+
+// M = 1 takes the matrix-vector path (decoding), larger M the sgemm path.
+TEST_P(Linear, MatchesFloat64WithBiasAndAccumulate) {
+  const int M = GetParam(), N = 70, K = 129;
   auto x = randn(size_t(M) * K, 13), W = randn(size_t(N) * K, 14), b = randn(size_t(N), 15), y0 = randn(size_t(M) * N, 16);
   std::vector<float> y = y0;
   linear(y.data(), x.data(), W.data(), b.data(), M, N, K, /*accumulate=*/true);
@@ -165,7 +168,17 @@ TEST(Linear, MatchesFloat64WithBiasAndAccumulate) {
       for (int k = 0; k < K; k++) s += double(x[size_t(m) * K + k]) * W[size_t(n) * K + k];
       EXPECT_NEAR(y[size_t(m) * N + n], s, 1e-4);
     }
+  std::vector<float> z(size_t(M) * N);
+  linear(z.data(), x.data(), W.data(), nullptr, M, N, K);  // no bias, no accumulate
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++) {
+      double s = 0;
+      for (int k = 0; k < K; k++) s += double(x[size_t(m) * K + k]) * W[size_t(n) * K + k];
+      EXPECT_NEAR(z[size_t(m) * N + n], s, 1e-4);
+    }
 }
+
+INSTANTIATE_TEST_SUITE_P(Rows, Linear, ::testing::Values(1, 2, 33));
 
 }  // namespace
 }  // namespace zo

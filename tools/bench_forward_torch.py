@@ -12,6 +12,8 @@ Per shape x BxT x attention implementation, timed as the median of --repeat runs
   keep1: model(ids, logits_to_keep=1).logits, then log_softmax and gather of 2 candidate ids at the
          last position: what zo's "candidate scoring" computes (vocabulary at one row per sequence).
   full:  model(ids).logits: all positions' logits, what a transformers user usually computes to score.
+  linear_gflops_same_shapes: torch.nn.functional.linear (MKL) GFLOP/s on the block GEMM shapes zo's bench
+         uses for its sgemm ceiling (median per shape, total FLOPs / total time).
 Each combination runs in its own child process so its peak RSS is its own. Random init in transformers
 briefly holds more than the weights, so after building the model the child resets the kernel's peak-RSS
 mark (/proc/self/clear_refs, "5") and the forward peaks (getrusage ru_maxrss) cover loaded model +
@@ -77,6 +79,28 @@ def build_model(shape, attn):
     return model.eval()
 
 
+def block_gemms(shape, n):
+    # (M, N, K) of one block's linears at n tokens, y = x W^T, fused as zo's bench counts them:
+    # q/k/v in one GEMM, and for LLaMA gate/up in one.
+    if shape == "opt-125m":
+        h, q, kv, f, fused = 768, 768, 768, 3072, 1
+    else:
+        h, q, kv, f, fused = 576, 576, 192, 1536, 2
+    return [(n, q + 2 * kv, h), (n, h, q), (n, fused * f, h), (n, h, f)]
+
+
+def linear_gflops(shape, n, repeat):
+    # torch's own GEMM rate (MKL / oneDNN through F.linear) on the block shapes: its ceiling, to set
+    # beside the OpenBLAS sgemm rate zo's bench measures.
+    import torch
+    flops = secs = 0.0
+    for M, N, K in block_gemms(shape, n):
+        x, w = torch.randn(M, K), torch.randn(N, K)
+        secs += median_time(repeat, lambda: torch.nn.functional.linear(x, w))
+        flops += 2.0 * M * N * K
+    return flops / secs / 1e9
+
+
 def median_time(repeat, fn):
     fn()  # warm-up: first touch of pages, oneDNN/MKL primitive caches, thread pool
     ts = []
@@ -122,6 +146,7 @@ def run_one(shape, B, T, attn, repeat, threads):
             return model(ids, use_cache=False).logits
         t = median_time(repeat, full)
         out.update(full_seconds=t, full_tokens_per_second=B * T / t, peak_rss_bytes_full=peak_rss_bytes())
+        out["linear_gflops_same_shapes"] = linear_gflops(shape, B * T, repeat)
     out["peak_rss_bytes_process"] = max(rss_process_load, out["peak_rss_bytes_full"])
     return out
 
@@ -185,7 +210,8 @@ def main():
                       f"logits_to_keep=1 {keep} tok/s | peak RSS keep1 {r['peak_rss_bytes_keep1'] / 2**20:.0f} MiB, "
                       f"full {r['peak_rss_bytes_full'] / 2**20:.0f} MiB (weights {r['weight_bytes'] / 2**20:.0f} MiB, "
                       f"loaded {r['rss_bytes_loaded'] / 2**20:.0f} MiB, import {r['rss_bytes_import'] / 2**20:.0f} MiB, "
-                      f"whole process {r['peak_rss_bytes_process'] / 2**20:.0f} MiB)", flush=True)
+                      f"whole process {r['peak_rss_bytes_process'] / 2**20:.0f} MiB) | "
+                      f"F.linear {r['linear_gflops_same_shapes']:.1f} GFLOP/s on block shapes", flush=True)
     if a.json:
         print(json.dumps(dict(env=env, repeat=a.repeat, results=results)))
 
