@@ -217,13 +217,105 @@ void Engine::block(int layer, const BlockView& w, const Batch& b, float* x, KVCa
   }
 }
 
-void Engine::forward(const Batch& b, KVCache* cache) {
+void Engine::block_rows(const BlockView& w, const Batch& b, float* x, const std::vector<int32_t>& keep_from) {
   const ModelConfig& c = m_.cfg;
+  const int N = b.n_tokens(), C = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), D = c.head_dim;
+  const int ld = Q + 2 * KV, S = b.n_seqs();
+  const bool opt = c.arch == Arch::OPT;
+  ZO_CHECK(int(keep_from.size()) == S, "block_rows: {} keep_from entries for {} sequences", keep_from.size(), S);
+  ws_.reserve(m_, N);
+  // Kept rows, compacted: row r of xk is packed row rows[r] of x.
+  std::vector<int32_t> rows, first(static_cast<size_t>(S) + 1);
+  for (int s = 0; s < S; s++) {
+    first[size_t(s)] = int32_t(rows.size());
+    ZO_CHECK(keep_from[size_t(s)] >= 0 && keep_from[size_t(s)] <= b.seq_len(s), "block_rows: keep_from {} outside sequence {}",
+             keep_from[size_t(s)], s);
+    for (int t = keep_from[size_t(s)]; t < b.seq_len(s); t++) rows.push_back(b.seq_start[size_t(s)] + t);
+  }
+  first[size_t(S)] = int32_t(rows.size());
+  const int R = int(rows.size());
+  ws_.xk.resize(size_t(R) * C);
+  ws_.hk.resize(size_t(R) * C);
+  float* h = ws_.h.data();
+  float* qkv = ws_.qkv.data();
+  float* att = ws_.att.data();  // [R, Q] used
+  float* xk = ws_.xk.data();
+  float* hk = ws_.hk.data();
+
+  // Keys and values need every row: the same normalisation and fused projection as block().
+  const float* a_in = x;
+  if (opt && c.pre_ln) {
+    layernorm(h, x, w[kLn1W], w[kLn1B], N, C, c.norm_eps);
+    a_in = h;
+  } else if (!opt) {
+    rmsnorm(h, x, w[kLn1W], N, C, c.norm_eps);
+    a_in = h;
+  }
+  linear(qkv, a_in, w[kQW], w[kQB], N, ld, C);
+  if (!opt) {
+    rope_apply(qkv, N, ld, c.n_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
+    rope_apply(qkv + Q, N, ld, c.n_kv_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
+  }
+  // Queries of the kept rows (a suffix of each sequence) attend to the whole causal prefix.
+  std::vector<AttnArgs> args;
+  for (int s = 0; s < S; s++) {
+    const int n = first[size_t(s) + 1] - first[size_t(s)];
+    if (n == 0) continue;
+    const int r0 = b.seq_start[size_t(s)];
+    AttnArgs a;
+    a.out = att + size_t(first[size_t(s)]) * Q;
+    a.ldo = Q;
+    a.q = qkv + size_t(r0 + keep_from[size_t(s)]) * ld;
+    a.ldq = ld;
+    a.k = qkv + size_t(r0) * ld + Q;
+    a.v = qkv + size_t(r0) * ld + Q + KV;
+    a.ldk = a.ldv = ld;
+    a.n_q = n;
+    a.n_kv = b.seq_len(s);
+    a.q_off = keep_from[size_t(s)];
+    a.n_heads = c.n_heads;
+    a.n_kv_heads = c.n_kv_heads;
+    a.head_dim = D;
+    a.scale = 1.0f / std::sqrt(float(D));
+    args.push_back(a);
+  }
+  attention(args.data(), int(args.size()));
+  for (int r = 0; r < R; r++) std::memcpy(xk + size_t(r) * C, x + size_t(rows[size_t(r)]) * C, sizeof(float) * C);
+  linear(xk, att, w[kOW], w[kOB], R, C, Q, /*accumulate=*/true);
+  if (opt && !c.pre_ln) layernorm(xk, xk, w[kLn1W], w[kLn1B], R, C, c.norm_eps);
+  const float* f_in = xk;
+  if (opt && c.pre_ln) {
+    layernorm(hk, xk, w[kLn2W], w[kLn2B], R, C, c.norm_eps);
+    f_in = hk;
+  } else if (!opt) {
+    rmsnorm(hk, xk, w[kLn2W], R, C, c.norm_eps);
+    f_in = hk;
+  }
+  const int F = c.ffn_dim;
+  if (opt) {
+    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], R, F, C);
+    relu_inplace(ws_.ffn.data(), size_t(R) * F);
+    linear(xk, ws_.ffn.data(), w[kOutW], w[kOutB], R, C, F, /*accumulate=*/true);
+    if (!c.pre_ln) layernorm(xk, xk, w[kLn2W], w[kLn2B], R, C, c.norm_eps);
+  } else {
+    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], R, 2 * F, C);
+    swiglu(ws_.ffn2.data(), ws_.ffn.data(), R, F);
+    linear(xk, ws_.ffn2.data(), w[kOutW], w[kOutB], R, C, F, /*accumulate=*/true);
+  }
+  for (int r = 0; r < R; r++) std::memcpy(x + size_t(rows[size_t(r)]) * C, xk + size_t(r) * C, sizeof(float) * C);
+}
+
+void Engine::forward(const Batch& b, KVCache* cache, const std::vector<int32_t>* keep_from) {
+  const ModelConfig& c = m_.cfg;
+  ZO_CHECK(!(cache && keep_from), "forward: keep_from cannot be combined with a KV cache");
   x_.resize(std::max(x_.size(), size_t(b.n_tokens()) * c.hidden));
   embed(b, x_.data());
   for (int l = 0; l < c.n_layers; l++) {
     BlockView w = m_.block_view(l, ws_.wscratch.data());
-    block(l, w, b, x_.data(), cache);
+    if (keep_from && l == c.n_layers - 1)
+      block_rows(w, b, x_.data(), *keep_from);
+    else
+      block(l, w, b, x_.data(), cache);
   }
   if (cache)
     for (int s = 0; s < b.n_seqs(); s++) cache->len[size_t(s)] += b.seq_len(s);

@@ -49,6 +49,7 @@ struct Workspace {
   std::vector<float> wscratch;                // one block's weights in f32 (bf16 storage)
   std::vector<float> head_h, head_logits;     // final hidden / logits of a chunk of head rows
   std::vector<float> gscratch;                // a global weight in f32 (bf16 storage)
+  std::vector<float> xk, hk;                  // kept rows of the last block: [R, C] each
   int capacity = 0;
   void reserve(const Model& m, int n_tokens);
 };
@@ -63,8 +64,15 @@ class Engine {
   // x[N, C] <- block(w, x), in place. With a cache, new keys/values are appended for `layer` and
   // queries attend to the cached prefix (cache->len is advanced by the caller after the last layer).
   void block(int layer, const BlockView& w, const Batch& b, float* x, KVCache* cache = nullptr);
-  // Runs embed and every block with the master weights. Leaves the result in hidden().
-  void forward(const Batch& b, KVCache* cache = nullptr);
+  // The last block when only the rows keep_from[s].. of each sequence s feed a head: keys and
+  // values are computed for every row, queries, the attention output projection and the
+  // feed-forward only for the kept rows (other rows of x are left stale). Scoring one row per
+  // sequence skips ~2/3 of the last block's work. No KV cache.
+  void block_rows(const BlockView& w, const Batch& b, float* x, const std::vector<int32_t>& keep_from);
+  // Runs embed and every block with the master weights. Leaves the result in hidden(). With
+  // keep_from (first needed row of each sequence, relative to its start), only those rows of
+  // hidden() are valid afterwards.
+  void forward(const Batch& b, KVCache* cache = nullptr, const std::vector<int32_t>* keep_from = nullptr);
   float* hidden() { return x_.data(); }
 
   // log p(ids[i] | rows[i]) where rows are packed rows of x[N, C]; the next-token distribution at

@@ -138,12 +138,15 @@ std::vector<std::vector<double>> score_candidates(Engine& e, const std::vector<c
   if (single) {
     for (auto* p : prompts) seqs.push_back(*p);
     Batch b = Batch::from_sequences(seqs);
-    for (size_t i = 0; i < prompts.size(); i++)
+    std::vector<int32_t> keep;  // only the last row of each prompt reaches the head
+    for (size_t i = 0; i < prompts.size(); i++) {
+      keep.push_back(b.seq_len(int(i)) - 1);
       for (auto& c : cands) {
         rows.push_back(b.seq_start[i + 1] - 1);
         ids.push_back(c[0]);
       }
-    e.forward(b);
+    }
+    e.forward(b, nullptr, &keep);
     auto lp = e.target_logprobs(e.hidden(), rows, ids);
     for (size_t i = 0, k = 0; i < prompts.size(); i++)
       for (size_t c = 0; c < cands.size(); c++) scores[i][c] = lp[k++];
@@ -156,15 +159,17 @@ std::vector<std::vector<double>> score_candidates(Engine& e, const std::vector<c
       seqs.push_back(std::move(s));
     }
   Batch b = Batch::from_sequences(seqs);
+  std::vector<int32_t> keep;  // rows from the last prompt token on reach the head
   for (size_t i = 0, s = 0; i < prompts.size(); i++)
     for (auto& c : cands) {
+      keep.push_back(int32_t(prompts[i]->size()) - 1);
       int32_t r0 = b.seq_start[s++] + int32_t(prompts[i]->size()) - 1;
       for (size_t k = 0; k < c.size(); k++) {
         rows.push_back(r0 + int32_t(k));
         ids.push_back(c[k]);
       }
     }
-  e.forward(b);
+  e.forward(b, nullptr, &keep);
   auto lp = e.target_logprobs(e.hidden(), rows, ids);
   size_t k = 0;
   for (size_t i = 0; i < prompts.size(); i++)
