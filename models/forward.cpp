@@ -129,29 +129,13 @@ void Engine::embed(const Batch& b, float* x) {
 
 void Engine::block(int layer, const BlockView& w, const Batch& b, float* x, KVCache* cache) {
   const ModelConfig& c = m_.cfg;
-  const int N = b.n_tokens(), C = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), D = c.head_dim;
+  const int N = b.n_tokens(), Q = c.q_dim(), KV = c.kv_dim(), D = c.head_dim;
   const int ld = Q + 2 * KV;
-  const bool opt = c.arch == Arch::OPT;
   ws_.reserve(m_, N);
-  float* h = ws_.h.data();
   float* qkv = ws_.qkv.data();
   float* att = ws_.att.data();
 
-  // ---- attention ----
-  const float* a_in = x;  // post-LN OPT feeds the raw residual stream
-  if (opt && c.pre_ln) {
-    layernorm(h, x, w[kLn1W], w[kLn1B], N, C, c.norm_eps);
-    a_in = h;
-  } else if (!opt) {
-    rmsnorm(h, x, w[kLn1W], N, C, c.norm_eps);
-    a_in = h;
-  }
-  // q, k, v weights (and biases) are adjacent in the arena: one GEMM, N = Q + 2 KV.
-  linear(qkv, a_in, w[kQW], w[kQB], N, ld, C);
-  if (!opt) {
-    rope_apply(qkv, N, ld, c.n_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
-    rope_apply(qkv + Q, N, ld, c.n_kv_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
-  }
+  qkv_project(w, b, x);
   const int S = b.n_seqs();
   std::vector<AttnArgs> args(static_cast<size_t>(S));  // S small structs; the big buffers are preallocated
   for (int s = 0; s < S; s++) {
@@ -191,29 +175,58 @@ void Engine::block(int layer, const BlockView& w, const Batch& b, float* x, KVCa
     }
   }
   attention(args.data(), S);
-  linear(x, att, w[kOW], w[kOB], N, C, Q, /*accumulate=*/true);  // x += attn @ Wo^T + bo
-  if (opt && !c.pre_ln) layernorm(x, x, w[kLn1W], w[kLn1B], N, C, c.norm_eps);
+  attn_output_and_ffn(w, x, att, N);
+}
 
-  // ---- feed-forward ----
+// Norm (pre-LN OPT, LLaMA), the fused q|k|v projection and RoPE, for every row: ws_.qkv.
+void Engine::qkv_project(const BlockView& w, const Batch& b, const float* x) {
+  const ModelConfig& c = m_.cfg;
+  const int N = b.n_tokens(), C = c.hidden, Q = c.q_dim(), D = c.head_dim;
+  const int ld = Q + 2 * c.kv_dim();
+  const bool opt = c.arch == Arch::OPT;
+  float* h = ws_.h.data();
+  const float* a_in = x;  // post-LN OPT feeds the raw residual stream
+  if (opt && c.pre_ln) {
+    layernorm(h, x, w[kLn1W], w[kLn1B], N, C, c.norm_eps);
+    a_in = h;
+  } else if (!opt) {
+    rmsnorm(h, x, w[kLn1W], N, C, c.norm_eps);
+    a_in = h;
+  }
+  // q, k, v weights (and biases) are adjacent in the arena: one GEMM, N = Q + 2 KV.
+  linear(ws_.qkv.data(), a_in, w[kQW], w[kQB], N, ld, C);
+  if (!opt) {
+    rope_apply(ws_.qkv.data(), N, ld, c.n_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
+    rope_apply(ws_.qkv.data() + Q, N, ld, c.n_kv_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
+  }
+}
+
+// x[M, C] += attn[M, Q] @ Wo^T (+ post-LN), then the feed-forward with its residual (+ post-LN).
+void Engine::attn_output_and_ffn(const BlockView& w, float* x, const float* att, int M) {
+  const ModelConfig& c = m_.cfg;
+  const int C = c.hidden, Q = c.q_dim(), F = c.ffn_dim;
+  const bool opt = c.arch == Arch::OPT;
+  float* h = ws_.h.data();
+  linear(x, att, w[kOW], w[kOB], M, C, Q, /*accumulate=*/true);
+  if (opt && !c.pre_ln) layernorm(x, x, w[kLn1W], w[kLn1B], M, C, c.norm_eps);
   const float* f_in = x;
   if (opt && c.pre_ln) {
-    layernorm(h, x, w[kLn2W], w[kLn2B], N, C, c.norm_eps);
+    layernorm(h, x, w[kLn2W], w[kLn2B], M, C, c.norm_eps);
     f_in = h;
   } else if (!opt) {
-    rmsnorm(h, x, w[kLn2W], N, C, c.norm_eps);
+    rmsnorm(h, x, w[kLn2W], M, C, c.norm_eps);
     f_in = h;
   }
-  const int F = c.ffn_dim;
   if (opt) {
-    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], N, F, C);
-    relu_inplace(ws_.ffn.data(), size_t(N) * F);
-    linear(x, ws_.ffn.data(), w[kOutW], w[kOutB], N, C, F, /*accumulate=*/true);
-    if (!c.pre_ln) layernorm(x, x, w[kLn2W], w[kLn2B], N, C, c.norm_eps);
+    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], M, F, C);
+    relu_inplace(ws_.ffn.data(), size_t(M) * F);
+    linear(x, ws_.ffn.data(), w[kOutW], w[kOutB], M, C, F, /*accumulate=*/true);
+    if (!c.pre_ln) layernorm(x, x, w[kLn2W], w[kLn2B], M, C, c.norm_eps);
   } else {
     // gate and up weights (and biases) are adjacent: one GEMM gives [gate | up] per row.
-    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], N, 2 * F, C);
-    swiglu(ws_.ffn2.data(), ws_.ffn.data(), N, F);
-    linear(x, ws_.ffn2.data(), w[kOutW], w[kOutB], N, C, F, /*accumulate=*/true);
+    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], M, 2 * F, C);
+    swiglu(ws_.ffn2.data(), ws_.ffn.data(), M, F);
+    linear(x, ws_.ffn2.data(), w[kOutW], w[kOutB], M, C, F, /*accumulate=*/true);
   }
 }
 
@@ -221,7 +234,6 @@ void Engine::block_rows(const BlockView& w, const Batch& b, float* x, const std:
   const ModelConfig& c = m_.cfg;
   const int N = b.n_tokens(), C = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), D = c.head_dim;
   const int ld = Q + 2 * KV, S = b.n_seqs();
-  const bool opt = c.arch == Arch::OPT;
   ZO_CHECK(int(keep_from.size()) == S, "block_rows: {} keep_from entries for {} sequences", keep_from.size(), S);
   ws_.reserve(m_, N);
   // Kept rows, compacted: row r of xk is packed row rows[r] of x.
@@ -235,27 +247,11 @@ void Engine::block_rows(const BlockView& w, const Batch& b, float* x, const std:
   first[size_t(S)] = int32_t(rows.size());
   const int R = int(rows.size());
   ws_.xk.resize(size_t(R) * C);
-  ws_.hk.resize(size_t(R) * C);
-  float* h = ws_.h.data();
   float* qkv = ws_.qkv.data();
   float* att = ws_.att.data();  // [R, Q] used
   float* xk = ws_.xk.data();
-  float* hk = ws_.hk.data();
-
   // Keys and values need every row: the same normalisation and fused projection as block().
-  const float* a_in = x;
-  if (opt && c.pre_ln) {
-    layernorm(h, x, w[kLn1W], w[kLn1B], N, C, c.norm_eps);
-    a_in = h;
-  } else if (!opt) {
-    rmsnorm(h, x, w[kLn1W], N, C, c.norm_eps);
-    a_in = h;
-  }
-  linear(qkv, a_in, w[kQW], w[kQB], N, ld, C);
-  if (!opt) {
-    rope_apply(qkv, N, ld, c.n_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
-    rope_apply(qkv + Q, N, ld, c.n_kv_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
-  }
+  qkv_project(w, b, x);
   // Queries of the kept rows (a suffix of each sequence) attend to the whole causal prefix.
   std::vector<AttnArgs> args;
   for (int s = 0; s < S; s++) {
@@ -281,27 +277,7 @@ void Engine::block_rows(const BlockView& w, const Batch& b, float* x, const std:
   }
   attention(args.data(), int(args.size()));
   for (int r = 0; r < R; r++) std::memcpy(xk + size_t(r) * C, x + size_t(rows[size_t(r)]) * C, sizeof(float) * C);
-  linear(xk, att, w[kOW], w[kOB], R, C, Q, /*accumulate=*/true);
-  if (opt && !c.pre_ln) layernorm(xk, xk, w[kLn1W], w[kLn1B], R, C, c.norm_eps);
-  const float* f_in = xk;
-  if (opt && c.pre_ln) {
-    layernorm(hk, xk, w[kLn2W], w[kLn2B], R, C, c.norm_eps);
-    f_in = hk;
-  } else if (!opt) {
-    rmsnorm(hk, xk, w[kLn2W], R, C, c.norm_eps);
-    f_in = hk;
-  }
-  const int F = c.ffn_dim;
-  if (opt) {
-    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], R, F, C);
-    relu_inplace(ws_.ffn.data(), size_t(R) * F);
-    linear(xk, ws_.ffn.data(), w[kOutW], w[kOutB], R, C, F, /*accumulate=*/true);
-    if (!c.pre_ln) layernorm(xk, xk, w[kLn2W], w[kLn2B], R, C, c.norm_eps);
-  } else {
-    linear(ws_.ffn.data(), f_in, w[kInW], w[kInB], R, 2 * F, C);
-    swiglu(ws_.ffn2.data(), ws_.ffn.data(), R, F);
-    linear(xk, ws_.ffn2.data(), w[kOutW], w[kOutB], R, C, F, /*accumulate=*/true);
-  }
+  attn_output_and_ffn(w, xk, att, R);
   for (int r = 0; r < R; r++) std::memcpy(x + size_t(rows[size_t(r)]) * C, xk + size_t(r) * C, sizeof(float) * C);
 }
 

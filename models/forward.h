@@ -49,7 +49,7 @@ struct Workspace {
   std::vector<float> wscratch;                // one block's weights in f32 (bf16 storage)
   std::vector<float> head_h, head_logits;     // final hidden / logits of a chunk of head rows
   std::vector<float> gscratch;                // a global weight in f32 (bf16 storage)
-  std::vector<float> xk, hk;                  // kept rows of the last block: [R, C] each
+  std::vector<float> xk;                      // kept rows of the last block: [R, C]
   int capacity = 0;
   void reserve(const Model& m, int n_tokens);
 };
@@ -85,6 +85,8 @@ class Engine {
   Workspace& workspace() { return ws_; }
 
  private:
+  void qkv_project(const BlockView& w, const Batch& b, const float* x);        // -> ws_.qkv
+  void attn_output_and_ffn(const BlockView& w, float* x, const float* att, int M);
   void final_hidden(const float* x, const int32_t* rows, int R, float* out);  // out[R, Ce]
   void head_chunk(const float* hf, int R, float* logits);                     // logits[R, V]
   const float* global_f32(GlobalRole r);                                       // f32 view of a global
