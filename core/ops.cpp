@@ -312,7 +312,9 @@ void attention_head(const AttnArgs& a, int h, AttnScratch& sc) {
 
 void attention(const AttnArgs* seqs, int n_seqs) {
   // One task per (sequence, head), scheduled dynamically so short and long sequences balance.
-  std::vector<int> task_seq, task_h;
+  thread_local std::vector<int> task_seq, task_h;  // reused across calls: no allocation per block
+  task_seq.clear();
+  task_h.clear();
   for (int s = 0; s < n_seqs; s++)
     for (int h = 0; h < seqs[s].n_heads; h++) {
       if (seqs[s].n_q <= 0) continue;
@@ -322,13 +324,16 @@ void attention(const AttnArgs* seqs, int n_seqs) {
       task_h.push_back(h);
     }
   const int n_tasks = int(task_seq.size());
+  // The vectors are the calling thread's; the team reads them through these pointers.
+  const int* t_seq = task_seq.data();
+  const int* t_head = task_h.data();
   size_t work = 0;  // multiply-adds, roughly
   for (int s = 0; s < n_seqs; s++) work += size_t(seqs[s].n_q) * seqs[s].n_kv * seqs[s].n_heads * seqs[s].head_dim;
 #pragma omp parallel if (work > kParallelMin && n_tasks > 1)
   {
     thread_local AttnScratch sc;
 #pragma omp for schedule(dynamic, 1)
-    for (int t = 0; t < n_tasks; t++) attention_head(seqs[task_seq[size_t(t)]], task_h[size_t(t)], sc);
+    for (int t = 0; t < n_tasks; t++) attention_head(seqs[t_seq[t]], t_head[t], sc);
   }
 }
 

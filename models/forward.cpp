@@ -137,7 +137,8 @@ void Engine::block(int layer, const BlockView& w, const Batch& b, float* x, KVCa
 
   qkv_project(w, b, x);
   const int S = b.n_seqs();
-  std::vector<AttnArgs> args(static_cast<size_t>(S));  // S small structs; the big buffers are preallocated
+  std::vector<AttnArgs>& args = args_;  // reused: no allocation per block once sized
+  args.resize(static_cast<size_t>(S));
   for (int s = 0; s < S; s++) {
     const int r0 = b.seq_start[size_t(s)], n = b.seq_len(s);
     AttnArgs& a = args[size_t(s)];
@@ -253,7 +254,8 @@ void Engine::block_rows(const BlockView& w, const Batch& b, float* x, const std:
   // Keys and values need every row: the same normalisation and fused projection as block().
   qkv_project(w, b, x);
   // Queries of the kept rows (a suffix of each sequence) attend to the whole causal prefix.
-  std::vector<AttnArgs> args;
+  std::vector<AttnArgs>& args = args_;
+  args.clear();
   for (int s = 0; s < S; s++) {
     const int n = first[size_t(s) + 1] - first[size_t(s)];
     if (n == 0) continue;
@@ -323,7 +325,8 @@ void Engine::head_chunk(const float* hf, int R, float* logits) {
   // bf16 masters: widen the head a slab of vocabulary rows at a time, never all of it.
   constexpr int kSlab = 4096;
   ws_.gscratch.resize(size_t(kSlab) * Ce);
-  std::vector<float> tmp(size_t(R) * kSlab);
+  std::vector<float>& tmp = head_tmp_;
+  tmp.resize(size_t(R) * kSlab);
   for (int v0 = 0; v0 < V; v0 += kSlab) {
     int nv = std::min(kSlab, V - v0);
     convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + W.offset + size_t(v0) * Ce,

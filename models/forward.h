@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ops.h"
 #include "models/model.h"
 
 namespace zo {
@@ -95,7 +96,9 @@ class Engine {
   Workspace ws_;
   std::vector<float> x_;
   std::vector<float> rope_cos_, rope_sin_;
-  std::vector<float> gbuf_[kNumGlobalRoles];  // bf16 storage: widened small globals, made once
+  std::vector<float> gbuf_[kNumGlobalRoles];  // bf16 storage: small globals, widened per use
+  std::vector<AttnArgs> args_;                // per-sequence attention arguments, reused
+  std::vector<float> head_tmp_;               // bf16 head: one vocabulary slab of logits
 };
 
 struct GenerateOptions {

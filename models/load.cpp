@@ -23,17 +23,6 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-// Copy n f32 values into the arena at element offset `off`, converting to the storage dtype.
-void write_range(Model& m, size_t off, const float* src, size_t n) {
-  if (m.storage == DType::F32) {
-    std::memcpy(static_cast<float*>(m.arena()) + off, src, n * sizeof(float));
-  } else {
-    uint16_t* dst = static_cast<uint16_t*>(m.arena()) + off;
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
-  }
-}
-
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string r = "[";
   for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
@@ -73,7 +62,7 @@ Model load_hf(const std::string& dir, const LoadOptions& opts) {
         size_t n = std::min(kSlab, p.numel - i);
         slab.resize(n);
         convert_to_f32(t->dtype, t->data + i * es, slab.data(), n);
-        write_range(m, p.offset + i, slab.data(), n);
+        m.write_f32(p.offset + i, slab.data(), n);
       }
     }
     w.release(*t);  // the mapped source pages leave RSS once copied
@@ -176,7 +165,7 @@ Model load_gguf(const std::string& path, const LoadOptions& opts) {
       g.dequantize(*t, buf.data());
       perm.resize(p.numel);
       unpermute_qk(buf.data(), perm.data(), p.role == kQW ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim, cfg.hidden);
-      write_range(m, p.offset, perm.data(), p.numel);
+      m.write_f32(p.offset, perm.data(), p.numel);
     } else {
       // Slabs of whole rows (quantization blocks never straddle rows): no tensor-sized temporary.
       const int64_t row = t->ne[0];
@@ -193,7 +182,7 @@ Model load_gguf(const std::string& path, const LoadOptions& opts) {
         } else {
           buf.resize(n);
           gguf_dequantize(t->type, t->data + size_t(r0) * row_bytes, buf.data(), int64_t(n));
-          write_range(m, off, buf.data(), n);
+          m.write_f32(off, buf.data(), n);
         }
       }
     }

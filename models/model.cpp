@@ -145,13 +145,13 @@ BlockView Model::block_view(int l, float* scratch) const {
   return block_view_at(l, scratch);
 }
 
-void Model::set_param(const Param& p, const float* src) {
+void Model::write_f32(size_t offset, const float* src, size_t n) {
   if (storage == DType::F32) {
-    std::memcpy(static_cast<float*>(arena()) + p.offset, src, p.numel * sizeof(float));
+    std::memcpy(static_cast<float*>(arena()) + offset, src, n * sizeof(float));
   } else {
-    uint16_t* dst = static_cast<uint16_t*>(arena()) + p.offset;
-#pragma omp parallel for schedule(static) if (p.numel > (1 << 16))
-    for (size_t i = 0; i < p.numel; i++) dst[i] = f32_to_bf16(src[i]);
+    uint16_t* dst = static_cast<uint16_t*>(arena()) + offset;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
   }
 }
 

@@ -74,8 +74,10 @@ class Model {
   // Same, for a block that already sits in f32 in `base` (a working copy with the arena's layout).
   BlockView block_view_at(int l, const float* base) const;
 
+  // Write n f32 values at element offset `offset` of the arena, converting to the storage dtype.
+  void write_f32(size_t offset, const float* src, size_t n);
   // Write/read parameter p from/to f32 (converting to the storage dtype).
-  void set_param(const Param& p, const float* src);
+  void set_param(const Param& p, const float* src) { write_f32(p.offset, src, p.numel); }
   void get_param(const Param& p, float* dst) const;
   // f32 pointer to a parameter when storage is F32 (nullptr for BF16).
   const float* f32_ptr(const Param& p) const;

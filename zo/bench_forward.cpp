@@ -88,12 +88,7 @@ void fill_random(Model& m, uint64_t seed) {
     for (size_t i = 0; i < p.numel; i += kSlab) {
       size_t n = std::min(kSlab, p.numel - i);
       for (size_t k = 0; k < n; k++) buf[k] = nd(rng);
-      if (m.storage == DType::F32) {
-        std::memcpy(static_cast<float*>(m.arena()) + p.offset + i, buf.data(), n * sizeof(float));
-      } else {
-        uint16_t* d = static_cast<uint16_t*>(m.arena()) + p.offset + i;
-        for (size_t k = 0; k < n; k++) d[k] = f32_to_bf16(buf[k]);
-      }
+      m.write_f32(p.offset + i, buf.data(), n);
     }
   }
 }
