@@ -81,10 +81,14 @@ Engine::Engine(const Model& m) : m_(m) {
 const float* Engine::global_f32(GlobalRole r) {
   const Param* p = m_.global(r);
   if (!p) return nullptr;
-  if (const float* f = m_.f32_ptr(*p)) return f;
+  if (!fill_)
+    if (const float* f = m_.f32_ptr(*p)) return f;
   auto& buf = gbuf_[r];
   buf.resize(p->numel);
-  m_.get_param(*p, buf.data());  // widened per call: masters may have changed since the last one
+  if (fill_)
+    (*fill_)(*p, 0, p->numel, buf.data());
+  else
+    m_.get_param(*p, buf.data());  // widened per call: masters may have changed since the last one
   return buf.data();
 }
 
@@ -104,7 +108,9 @@ void Engine::embed(const Batch& b, float* x) {
 #pragma omp parallel for schedule(static) if (size_t(N) * Ce > (size_t(1) << 16))
   for (int i = 0; i < N; i++) {
     size_t off = E.offset + size_t(b.ids[size_t(i)]) * Ce;
-    if (m_.storage == DType::F32)
+    if (fill_)
+      (*fill_)(E, off - E.offset, size_t(Ce), dst + size_t(i) * Ce);
+    else if (m_.storage == DType::F32)
       std::memcpy(dst + size_t(i) * Ce, static_cast<const float*>(m_.arena()) + off, sizeof(float) * Ce);
     else
       convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + off, dst + size_t(i) * Ce, size_t(Ce));
@@ -117,7 +123,12 @@ void Engine::embed(const Batch& b, float* x) {
   for (int i = 0; i < N; i++) {
     size_t off = P.offset + size_t(b.pos[size_t(i)] + 2) * C;
     float* xr = x + size_t(i) * C;
-    if (m_.storage == DType::F32) {
+    if (fill_) {
+      thread_local std::vector<float> pr;
+      pr.resize(size_t(C));
+      (*fill_)(P, off - P.offset, size_t(C), pr.data());
+      for (int j = 0; j < C; j++) xr[j] += pr[size_t(j)];
+    } else if (m_.storage == DType::F32) {
       const float* pr = static_cast<const float*>(m_.arena()) + off;
       for (int j = 0; j < C; j++) xr[j] += pr[j];
     } else {
@@ -317,20 +328,24 @@ void Engine::head_chunk(const float* hf, int R, float* logits) {
   const ModelConfig& c = m_.cfg;
   const int V = c.vocab_size, Ce = c.embed_dim;
   const Param& W = m_.global(kLmHead) ? *m_.global(kLmHead) : *m_.global(kEmbed);  // tied: embeddings
-  if (const float* f = m_.f32_ptr(W)) {
+  const float* f = fill_ ? nullptr : m_.f32_ptr(W);
+  if (f) {
     // logits[R, V] = hf[R, Ce] @ W[V, Ce]^T
     linear(logits, hf, f, nullptr, R, V, Ce);
     return;
   }
-  // bf16 masters: widen the head a slab of vocabulary rows at a time, never all of it.
+  // bf16 masters or a fill: widen (or perturb) the head a slab of vocabulary rows at a time, never all of it.
   constexpr int kSlab = 4096;
   ws_.gscratch.resize(size_t(kSlab) * Ce);
   std::vector<float>& tmp = head_tmp_;
   tmp.resize(size_t(R) * kSlab);
   for (int v0 = 0; v0 < V; v0 += kSlab) {
     int nv = std::min(kSlab, V - v0);
-    convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + W.offset + size_t(v0) * Ce,
-                   ws_.gscratch.data(), size_t(nv) * Ce);
+    if (fill_)
+      (*fill_)(W, size_t(v0) * Ce, size_t(nv) * Ce, ws_.gscratch.data());
+    else
+      convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + W.offset + size_t(v0) * Ce,
+                     ws_.gscratch.data(), size_t(nv) * Ce);
     linear(tmp.data(), hf, ws_.gscratch.data(), nullptr, R, nv, Ce);
     for (int r = 0; r < R; r++)
       std::memcpy(logits + size_t(r) * V + v0, tmp.data() + size_t(r) * nv, sizeof(float) * nv);

@@ -55,6 +55,11 @@ struct Workspace {
   void reserve(const Model& m, int n_tokens);
 };
 
+// Fills dst[0, n) with elements begin .. begin + n - 1 of global parameter p as f32: the way a
+// trainer hands the engine a perturbed version of the globals (W + eps z made on the fly, row by
+// row for embeddings, slab by slab for the head) without a copy of the whole table.
+using GlobalFill = std::function<void(const Param& p, size_t begin, size_t n, float* dst)>;
+
 class Engine {
  public:
   explicit Engine(const Model& m);
@@ -83,6 +88,10 @@ class Engine {
   // Full logits [rows.size(), V] at the given rows.
   void logits(const float* x, const std::vector<int32_t>& rows, float* out);
 
+  // The global weights embed() and the heads read: the masters (nullptr, the default) or `fill`.
+  // The engine keeps the pointer; the caller keeps the function alive while it is set.
+  void set_global_fill(const GlobalFill* fill) { fill_ = fill; }
+
   Workspace& workspace() { return ws_; }
 
  private:
@@ -99,6 +108,7 @@ class Engine {
   std::vector<float> gbuf_[kNumGlobalRoles];  // bf16 storage: small globals, widened per use
   std::vector<AttnArgs> args_;                // per-sequence attention arguments, reused
   std::vector<float> head_tmp_;               // bf16 head: one vocabulary slab of logits
+  const GlobalFill* fill_ = nullptr;
 };
 
 struct GenerateOptions {

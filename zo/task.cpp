@@ -128,29 +128,26 @@ std::vector<std::vector<int32_t>> encode_lm(const TaskSpec& t, const Tokenizer& 
   return seqs;
 }
 
-std::vector<std::vector<double>> score_candidates(Engine& e, const std::vector<const std::vector<int32_t>*>& prompts,
-                                                  const std::vector<std::vector<int32_t>>& cands) {
+CandidatePlan plan_candidates(const std::vector<const std::vector<int32_t>*>& prompts,
+                              const std::vector<std::vector<int32_t>>& cands) {
   bool single = true;
   for (auto& c : cands) single = single && c.size() == 1;
+  CandidatePlan plan;
+  plan.n_prompts = prompts.size();
+  for (auto& c : cands) plan.cand_len.push_back(c.size());
   std::vector<std::vector<int32_t>> seqs;
-  std::vector<int32_t> rows, ids;
-  std::vector<std::vector<double>> scores(prompts.size(), std::vector<double>(cands.size(), 0.0));
   if (single) {
+    // One sequence per prompt: every candidate is read at its last row (the vocabulary is reached once).
     for (auto* p : prompts) seqs.push_back(*p);
-    Batch b = Batch::from_sequences(seqs);
-    std::vector<int32_t> keep;  // only the last row of each prompt reaches the head
+    plan.batch = Batch::from_sequences(seqs);
     for (size_t i = 0; i < prompts.size(); i++) {
-      keep.push_back(b.seq_len(int(i)) - 1);
+      plan.keep.push_back(plan.batch.seq_len(int(i)) - 1);
       for (auto& c : cands) {
-        rows.push_back(b.seq_start[i + 1] - 1);
-        ids.push_back(c[0]);
+        plan.rows.push_back(plan.batch.seq_start[i + 1] - 1);
+        plan.ids.push_back(c[0]);
       }
     }
-    e.forward(b, nullptr, &keep);
-    auto lp = e.target_logprobs(e.hidden(), rows, ids);
-    for (size_t i = 0, k = 0; i < prompts.size(); i++)
-      for (size_t c = 0; c < cands.size(); c++) scores[i][c] = lp[k++];
-    return scores;
+    return plan;
   }
   for (auto* p : prompts)
     for (auto& c : cands) {
@@ -158,27 +155,43 @@ std::vector<std::vector<double>> score_candidates(Engine& e, const std::vector<c
       s.insert(s.end(), c.begin(), c.end());
       seqs.push_back(std::move(s));
     }
-  Batch b = Batch::from_sequences(seqs);
-  std::vector<int32_t> keep;  // rows from the last prompt token on reach the head
+  plan.batch = Batch::from_sequences(seqs);
   for (size_t i = 0, s = 0; i < prompts.size(); i++)
     for (auto& c : cands) {
-      keep.push_back(int32_t(prompts[i]->size()) - 1);
-      int32_t r0 = b.seq_start[s++] + int32_t(prompts[i]->size()) - 1;
+      plan.keep.push_back(int32_t(prompts[i]->size()) - 1);  // rows from the last prompt token on
+      int32_t r0 = plan.batch.seq_start[s++] + int32_t(prompts[i]->size()) - 1;
       for (size_t k = 0; k < c.size(); k++) {
-        rows.push_back(r0 + int32_t(k));
-        ids.push_back(c[k]);
+        plan.rows.push_back(r0 + int32_t(k));
+        plan.ids.push_back(c[k]);
       }
     }
-  e.forward(b, nullptr, &keep);
-  auto lp = e.target_logprobs(e.hidden(), rows, ids);
+  return plan;
+}
+
+std::vector<std::vector<double>> plan_scores(const CandidatePlan& plan, const std::vector<double>& lp) {
+  const size_t nc = plan.cand_len.size();
+  std::vector<std::vector<double>> scores(plan.n_prompts, std::vector<double>(nc, 0.0));
   size_t k = 0;
-  for (size_t i = 0; i < prompts.size(); i++)
-    for (size_t c = 0; c < cands.size(); c++) {
+  for (size_t i = 0; i < plan.n_prompts; i++)
+    for (size_t c = 0; c < nc; c++) {
       double s = 0;
-      for (size_t t = 0; t < cands[c].size(); t++) s += lp[k++];
-      scores[i][c] = s / double(cands[c].size());
+      for (size_t t = 0; t < plan.cand_len[c]; t++) s += lp[k++];
+      scores[i][c] = s / double(plan.cand_len[c]);
     }
   return scores;
+}
+
+double candidate_cross_entropy(const std::vector<double>& s, int label) {
+  double mx = *std::max_element(s.begin(), s.end()), sum = 0;
+  for (double v : s) sum += std::exp(v - mx);
+  return mx + std::log(sum) - s[size_t(label)];
+}
+
+std::vector<std::vector<double>> score_candidates(Engine& e, const std::vector<const std::vector<int32_t>*>& prompts,
+                                                  const std::vector<std::vector<int32_t>>& cands) {
+  CandidatePlan plan = plan_candidates(prompts, cands);
+  e.forward(plan.batch, nullptr, &plan.keep);
+  return plan_scores(plan, e.target_logprobs(e.hidden(), plan.rows, plan.ids));
 }
 
 EvalResult evaluate_classification(Engine& e, const ClassData& d, const EvalOptions& o) {
@@ -186,7 +199,7 @@ EvalResult evaluate_classification(Engine& e, const ClassData& d, const EvalOpti
   auto t0 = std::chrono::steady_clock::now();
   EvalResult r;
   long n = long(d.examples.size()), correct = 0;
-  double nll = 0;
+  double nll = 0, ce = 0;
   Progress bar("eval", n, o.progress);
   for (long i = 0; i < n; i += o.batch_size) {
     std::vector<const std::vector<int32_t>*> prompts;
@@ -202,6 +215,7 @@ EvalResult evaluate_classification(Engine& e, const ClassData& d, const EvalOpti
       int label = d.examples[size_t(j)].label;
       correct += pred == label;
       nll -= s[size_t(label)];
+      ce += candidate_cross_entropy(s, label);
       r.targets += long(d.candidates[size_t(label)].size());
     }
     bar.update(end, fmt::format("acc {:.3f}", double(correct) / double(end)));
@@ -209,6 +223,7 @@ EvalResult evaluate_classification(Engine& e, const ClassData& d, const EvalOpti
   bar.finish(fmt::format("acc {:.3f}", n ? double(correct) / double(n) : 0.0));
   r.examples = n;
   r.loss = n ? nll / double(n) : 0;
+  r.ce = n ? ce / double(n) : 0;
   r.perplexity = std::exp(r.loss);
   r.accuracy = n ? double(correct) / double(n) : 0;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -46,6 +46,21 @@ std::vector<std::vector<int32_t>> encode_lm(const TaskSpec& t, const Tokenizer& 
                                             const std::vector<nlohmann::json>& rows, const std::string& source,
                                             int max_len);
 
+// The packed batch that scores candidates after prompts, and where each target is read.
+struct CandidatePlan {
+  Batch batch;
+  std::vector<int32_t> keep;        // first row of each sequence that reaches a head (Engine keep_from)
+  std::vector<int32_t> rows, ids;   // Engine::target_logprobs arguments
+  size_t n_prompts = 0;
+  std::vector<size_t> cand_len;     // tokens per candidate
+};
+CandidatePlan plan_candidates(const std::vector<const std::vector<int32_t>*>& prompts,
+                              const std::vector<std::vector<int32_t>>& candidates);
+// scores[p][c] = mean log-probability of candidate c after prompt p, from target_logprobs' output.
+std::vector<std::vector<double>> plan_scores(const CandidatePlan& plan, const std::vector<double>& lp);
+// -log softmax(scores)[label]: MeZO's classification loss over the candidates' scores.
+double candidate_cross_entropy(const std::vector<double>& scores, int label);
+
 // Mean log-probability of each candidate after each prompt: scores[p][c]. Candidates that are
 // single tokens share one sequence per prompt (the vocabulary is reached at one row); longer ones
 // get prompt + candidate sequences.
@@ -58,6 +73,7 @@ struct EvalResult {
   long tokens = 0;        // tokens forwarded
   long targets = 0;       // scored target tokens
   double loss = 0;        // lm: mean token NLL; classification: mean NLL of the gold candidate
+  double ce = 0;          // classification: mean cross-entropy over the candidates' scores (MeZO's loss)
   double perplexity = 0;  // exp(loss)
   double accuracy = -1;   // classification only
   double seconds = 0;

@@ -17,6 +17,7 @@ void add_eval(CLI::App& app, Runner& run);
 void add_generate(CLI::App& app, Runner& run);
 void add_bench(CLI::App& app, Runner& run);
 void add_convert(CLI::App& app, Runner& run);
+void add_train(CLI::App& app, Runner& run);  // train, replay, export
 
 // --dtype f32|bf16 -> DType
 DType parse_storage(const std::string& s);

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   zo::cli::add_eval(app, run);
   zo::cli::add_generate(app, run);
   zo::cli::add_convert(app, run);
+  zo::cli::add_train(app, run);
   zo::cli::add_bench(app, run);
   try {
     app.parse(argc, argv);

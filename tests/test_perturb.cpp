@@ -1,0 +1,148 @@
+// Perturbation directions: Philox against Random123 and its published known-answer vector, the
+// float32 Box-Muller mapping against tools/zo_philox.py (an independent float64 implementation of
+// the written mapping), range consistency, and the update kernels against float64 math.
+#include <Random123/philox.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/perturb.h"
+
+using namespace zo;
+
+TEST(Philox, KnownAnswerAndRandom123) {
+  uint32_t c[4] = {0, 0, 0, 0};
+  rng::philox4x32_10(c, 0, 0);
+  // Salmon et al. (SC'11) known-answer vector for philox4x32-10, zero counter and key.
+  EXPECT_EQ(c[0], 0x6627e8d5u);
+  EXPECT_EQ(c[1], 0xe169c58du);
+  EXPECT_EQ(c[2], 0xbc57ac4cu);
+  EXPECT_EQ(c[3], 0x9b00dbd8u);
+  std::mt19937_64 g(7);
+  r123::Philox4x32_R<10> ref;
+  for (int t = 0; t < 2000; t++) {
+    uint64_t a = g(), b = g(), k = g();
+    r123::Philox4x32_R<10>::ctr_type rc = {{uint32_t(a), uint32_t(a >> 32), uint32_t(b), uint32_t(b >> 32)}};
+    r123::Philox4x32_R<10>::key_type rk = {{uint32_t(k), uint32_t(k >> 32)}};
+    auto want = ref(rc, rk);
+    uint32_t got[4] = {rc.v[0], rc.v[1], rc.v[2], rc.v[3]};
+    rng::philox4x32_10(got, uint32_t(k), uint32_t(k >> 32));
+    for (int i = 0; i < 4; i++) ASSERT_EQ(got[i], want.v[i]) << "trial " << t;
+  }
+}
+
+TEST(Philox, TensorIdIsFnv1a64OfTheName) {
+  EXPECT_EQ(rng::fnv1a64("", 0), 0xcbf29ce484222325ull);   // FNV-1a 64 offset basis
+  EXPECT_EQ(rng::fnv1a64("a", 1), 0xaf63dc4c8601ec8cull);  // published FNV-1a 64 test vector
+  std::string n = "model.embed_tokens.weight";
+  EXPECT_EQ(rng::fnv1a64(n.data(), n.size()), 0xa88fd795d5c6d156ull);
+}
+
+struct Golden {
+  uint64_t seed, tid, index;
+  double z, rademacher;
+};
+// From `python3 tools/zo_philox.py --golden` (float64, libm log/cos/sin).
+const Golden kGolden[] = {
+    {0x0000000000000000ull, 0xa88fd795d5c6d156ull, 0ull, -0.44864812976002522, -1},
+    {0x0000000000000000ull, 0xa88fd795d5c6d156ull, 1ull, 1.0698457562787751, 1},
+    {0x0000000000000000ull, 0xa88fd795d5c6d156ull, 2ull, 1.079177491253331, 1},
+    {0x0000000000000000ull, 0xa88fd795d5c6d156ull, 3ull, -1.0970733156007657, -1},
+    {0x0000000000000000ull, 0xa88fd795d5c6d156ull, 4ull, -0.10706744330901274, -1},
+    {0x0000000000000000ull, 0xa88fd795d5c6d156ull, 5ull, 0.56329497830097008, 1},
+    {0x0000000000000000ull, 0xa88fd795d5c6d156ull, 6ull, -0.22063486153576073, 1},
+    {0x0000000000000000ull, 0xa88fd795d5c6d156ull, 7ull, 1.1867145185277066, 1},
+    {0x000000000000002aull, 0x3a296639dc11febbull, 0ull, -0.20966038510180238, 1},
+    {0x000000000000002aull, 0x3a296639dc11febbull, 1ull, 1.8156285930528666, 1},
+    {0x000000000000002aull, 0x3a296639dc11febbull, 2ull, -0.56666599542399521, -1},
+    {0x000000000000002aull, 0x3a296639dc11febbull, 3ull, 0.81154761428421418, 1},
+    {0x000000000000002aull, 0x3a296639dc11febbull, 1000001ull, -1.1282192084054525, -1},
+    {0x000000000000002aull, 0x3a296639dc11febbull, 1000002ull, 0.72734421225364987, -1},
+    {0x000000000000002aull, 0x3a296639dc11febbull, 123456789ull, -0.78628955359640418, -1},
+    {0xffffffffffffffffull, 0xab67eb515e1b6f0dull, 0ull, 0.68011710776944179, -1},
+    {0xffffffffffffffffull, 0xab67eb515e1b6f0dull, 5ull, -0.19664488168367342, -1},
+    {0xffffffffffffffffull, 0xab67eb515e1b6f0dull, 8589934599ull, 1.8075362479473753, 1},
+};
+
+TEST(Perturb, MatchesTheIndependentPythonMapping) {
+  for (auto& g : kGolden) {
+    float z, r;
+    fill_z(&z, g.seed, g.tid, g.index, 1, Dist::Gaussian);
+    fill_z(&r, g.seed, g.tid, g.index, 1, Dist::Rademacher);
+    EXPECT_NEAR(z, g.z, 4e-7 * std::max(1.0, std::fabs(g.z))) << "index " << g.index;
+    EXPECT_EQ(r, float(g.rademacher));
+  }
+}
+
+// The float32 mapping against float64 Box-Muller from the same Philox words, over many elements.
+TEST(Perturb, Float32BoxMullerWithinAFewUlpOfFloat64) {
+  const size_t n = 1 << 18;
+  std::vector<float> z(n);
+  fill_z(z.data(), 99, 0x1234, 0, n, Dist::Gaussian);
+  double worst = 0, sum = 0, sum2 = 0;
+  for (size_t j = 0; j < n / 4; j++) {
+    uint32_t c[4] = {uint32_t(j), 0, 0x1234, 0};
+    rng::philox4x32_10(c, 99, 0);
+    for (int lane = 0; lane < 4; lane++) {
+      uint32_t wa = c[lane < 2 ? 0 : 2], wb = c[lane < 2 ? 1 : 3];
+      double u1 = double((wa >> 8) + 1) * std::ldexp(1.0, -24), u2 = double(wb >> 8) * std::ldexp(1.0, -24);
+      double r = std::sqrt(-2 * std::log(u1)), a = 2 * M_PI * u2;
+      double want = lane % 2 == 0 ? r * std::cos(a) : r * std::sin(a);
+      double got = z[4 * j + size_t(lane)];
+      worst = std::max(worst, std::fabs(got - want) / std::max(1.0, std::fabs(want)));
+      sum += got;
+      sum2 += got * got;
+    }
+  }
+  EXPECT_LT(worst, 5e-7);
+  EXPECT_NEAR(sum / n, 0.0, 5.0 / std::sqrt(double(n)));
+  EXPECT_NEAR(sum2 / n, 1.0, 5.0 * std::sqrt(2.0 / double(n)));
+}
+
+// A range is the same whichever piece of it is asked for (chunking, offsets, threads).
+TEST(Perturb, RangesAreConsistent) {
+  const size_t n = 200003;
+  std::vector<float> all(n), part(n);
+  fill_z(all.data(), 5, 77, 0, n, Dist::Gaussian);
+  for (size_t b : {size_t(1), size_t(2), size_t(3), size_t(4097), size_t(70001)}) {
+    size_t len = n - b - 5;
+    fill_z(part.data(), 5, 77, b, len, Dist::Gaussian);
+    for (size_t i = 0; i < len; i += 997) ASSERT_EQ(part[i], all[b + i]) << b << " " << i;
+    ASSERT_EQ(part[len - 1], all[b + len - 1]);
+  }
+  std::vector<float> w(n, 0.5f), d(n);
+  perturb_range(d.data(), w.data(), -1e-3f, 5, 77, 0, n, Dist::Gaussian);
+  for (size_t i = 0; i < n; i += 331) ASSERT_EQ(d[i], 0.5f + (-1e-3f) * all[i]);
+}
+
+// The update kernels against the formulas in float64 (f32 rounding allowed).
+TEST(Perturb, UpdatesFollowTheFormulas) {
+  const size_t n = 10007, begin = 13;
+  std::vector<float> z1(n), z2(n);
+  fill_z(z1.data(), 11, 3, begin, n, Dist::Gaussian);
+  fill_z(z2.data(), 12, 3, begin, n, Dist::Gaussian);
+  UpdateTerm t[2] = {{11, 0.75f}, {12, -0.25f}};
+  const float lr = 0.01f, wd = 0.1f, beta = 0.9f;
+  std::vector<float> w0(n), m0(n);
+  std::mt19937 g(1);
+  std::normal_distribution<float> nd;
+  for (size_t i = 0; i < n; i++) w0[i] = nd(g), m0[i] = nd(g);
+  for (OptKind k : {OptKind::SGD, OptKind::Momentum, OptKind::Sign}) {
+    std::vector<float> w(w0), m(m0);
+    zo_update(w.data(), m.data(), n, 3, begin, t, 2, Dist::Gaussian, k, lr, wd, beta);
+    for (size_t i = 0; i < n; i++) {
+      double G = 0.75 * z1[i] - 0.25 * z2[i], want;
+      if (k == OptKind::SGD) want = w0[i] - lr * (G + wd * w0[i]);
+      else if (k == OptKind::Momentum) {
+        double mm = beta * double(m0[i]) + G;
+        ASSERT_NEAR(m[i], mm, 1e-5 * (1 + std::fabs(mm)));
+        want = w0[i] - lr * (mm + wd * w0[i]);
+      } else
+        want = w0[i] - lr * ((G > 0) - (G < 0) + wd * w0[i]);
+      ASSERT_NEAR(w[i], want, 2e-6 * (1 + std::fabs(want))) << int(k) << " " << i;
+    }
+  }
+}
