@@ -2,12 +2,68 @@
 
 #include <algorithm>
 #include <cstring>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 namespace zo {
 namespace {
 
 constexpr size_t kChunk = 4096;              // elements per serial piece (16 KiB of z: stays in L1/L2)
 constexpr size_t kParallelMin = size_t(1) << 16;
+
+// Philox4x32-10 words of counter blocks j0 .. j0 + m - 1 of tensor (t0, t1) under key (k0, k1):
+// rng::philox4x32_10 over many counters at once (tests/test_perturb.cpp checks it against Random123).
+void philox_words(uint32_t* w0, uint32_t* w1, uint32_t* w2, uint32_t* w3, uint64_t j0, size_t m, uint32_t k0,
+                  uint32_t k1, uint32_t t0, uint32_t t1) {
+  size_t k = 0;
+#ifdef __AVX512F__
+  // 16 counters per step. 32x32->64 products come from vpmuludq on even and odd lanes; the
+  // compiler would otherwise widen to 64-bit lanes and use the slow vpmullq.
+  const __m512i M0 = _mm512_set1_epi32(int(0xD2511F53u)), M1 = _mm512_set1_epi32(int(0xCD9E8D57u));
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (; k + 16 <= m; k += 16) {
+    const uint64_t j = j0 + k;
+    __m512i c0, c1;
+    if (uint32_t(j) <= 0xFFFFFFFFu - 15u) {  // the 16 counters share their high word
+      c0 = _mm512_add_epi32(_mm512_set1_epi32(int(uint32_t(j))), iota);
+      c1 = _mm512_set1_epi32(int(uint32_t(j >> 32)));
+    } else {
+      alignas(64) uint32_t lo[16], hi[16];
+      for (int i = 0; i < 16; i++) lo[i] = uint32_t(j + uint64_t(i)), hi[i] = uint32_t((j + uint64_t(i)) >> 32);
+      c0 = _mm512_load_si512(lo);
+      c1 = _mm512_load_si512(hi);
+    }
+    __m512i c2 = _mm512_set1_epi32(int(t0)), c3 = _mm512_set1_epi32(int(t1));
+    uint32_t a = k0, b = k1;
+    for (int r = 0; r < 10; r++) {
+      __m512i pe0 = _mm512_mul_epu32(c0, M0), po0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), M0);
+      __m512i pe1 = _mm512_mul_epu32(c2, M1), po1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), M1);
+      __m512i hi0 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe0, 32), po0);
+      __m512i lo0 = _mm512_mask_blend_epi32(0xAAAA, pe0, _mm512_slli_epi64(po0, 32));
+      __m512i hi1 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe1, 32), po1);
+      __m512i lo1 = _mm512_mask_blend_epi32(0xAAAA, pe1, _mm512_slli_epi64(po1, 32));
+      __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(int(a)));
+      __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(int(b)));
+      c0 = n0;
+      c1 = lo1;
+      c2 = n2;
+      c3 = lo0;
+      a += 0x9E3779B9u;
+      b += 0xBB67AE85u;
+    }
+    _mm512_storeu_si512(w0 + k, c0);
+    _mm512_storeu_si512(w1 + k, c1);
+    _mm512_storeu_si512(w2 + k, c2);
+    _mm512_storeu_si512(w3 + k, c3);
+  }
+#endif
+  for (; k < m; k++) {
+    uint32_t c[4] = {uint32_t(j0 + k), uint32_t((j0 + k) >> 32), t0, t1};
+    rng::philox4x32_10(c, k0, k1);
+    w0[k] = c[0], w1[k] = c[1], w2[k] = c[2], w3[k] = c[3];
+  }
+}
 
 // Counter blocks j0 .. j0 + nb - 1 into z[0, 4 nb). Philox words first, then the mapping, in two
 // simple loops the compiler vectorizes (16 counter blocks per AVX-512 step).
@@ -18,24 +74,7 @@ void z_blocks(float* z, uint64_t seed, uint64_t tid, uint64_t j0, size_t nb) {
   const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32), t0 = uint32_t(tid), t1 = uint32_t(tid >> 32);
   for (size_t base = 0; base < nb; base += kB) {
     const size_t m = std::min(kB, nb - base);
-    // rng::philox4x32_10 with the counter in scalars (an array would defeat the vectorizer);
-    // tests/test_perturb.cpp checks this path against Random123.
-    for (size_t k = 0; k < m; k++) {
-      uint64_t j = j0 + base + k;
-      uint32_t c0 = uint32_t(j), c1 = uint32_t(j >> 32), c2 = t0, c3 = t1, a = k0, b = k1;
-#pragma GCC unroll 10
-      for (int r = 0; r < 10; r++) {
-        uint64_t p0 = uint64_t(0xD2511F53u) * c0, p1 = uint64_t(0xCD9E8D57u) * c2;
-        uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ a, n2 = uint32_t(p0 >> 32) ^ c3 ^ b;
-        c1 = uint32_t(p1);
-        c3 = uint32_t(p0);
-        c0 = n0;
-        c2 = n2;
-        a += 0x9E3779B9u;
-        b += 0xBB67AE85u;
-      }
-      w0[k] = c0, w1[k] = c1, w2[k] = c2, w3[k] = c3;
-    }
+    philox_words(w0, w1, w2, w3, j0 + base, m, k0, k1, t0, t1);
     float* out = z + 4 * base;
     if constexpr (D == Dist::Rademacher) {
       for (size_t k = 0; k < m; k++) {
@@ -45,9 +84,19 @@ void z_blocks(float* z, uint64_t seed, uint64_t tid, uint64_t j0, size_t nb) {
         out[4 * k + 3] = (w3[k] >> 31) ? -1.0f : 1.0f;
       }
     } else {
+      // Lane-separated outputs first (contiguous, vectorizes), then one interleaving pass.
+      alignas(64) float z0[kB], z1[kB], z2[kB], z3[kB];
       for (size_t k = 0; k < m; k++) {
-        rng::box_muller(w0[k], w1[k], &out[4 * k], &out[4 * k + 1]);
-        rng::box_muller(w2[k], w3[k], &out[4 * k + 2], &out[4 * k + 3]);
+        float a0, a1, a2, a3;
+        rng::box_muller(w0[k], w1[k], &a0, &a1);
+        rng::box_muller(w2[k], w3[k], &a2, &a3);
+        z0[k] = a0, z1[k] = a1, z2[k] = a2, z3[k] = a3;
+      }
+      for (size_t k = 0; k < m; k++) {
+        out[4 * k] = z0[k];
+        out[4 * k + 1] = z1[k];
+        out[4 * k + 2] = z2[k];
+        out[4 * k + 3] = z3[k];
       }
     }
   }

@@ -67,6 +67,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import zo_philox  # noqa: E402  (zo's directions, re-made in Python)
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 VARIANTS = ("opt_pre_ln", "llama_gqa")
@@ -177,6 +179,10 @@ def pick_coords(grads, n, rng, extra):
     return out
 
 
+FD_SEEDS = [1, 2, 3, 4, 5, 6]
+FD_EPS = 1e-3
+
+
 def gen_variant(data, variant, grad_dtype, n_fd):
     folder = os.path.join(data, "models", variant)
     with safe_open(os.path.join(folder, "model.safetensors"), "pt") as f:
@@ -236,6 +242,33 @@ def gen_variant(data, variant, grad_dtype, n_fd):
            "cls_cands": torch.tensor(CLS_CANDS, dtype=torch.int64),
            "cls_labels": torch.tensor(CLS_LABELS, dtype=torch.int64),
            "cls_loss": torch.tensor([closs], dtype=torch.float64)}
+    # Central differences along zo's own directions (tools/zo_philox.py), in float64, at zo's
+    # eps: the directional derivative SPSA estimates, curvature included (the tiny models' LayerNorm
+    # over small embeddings is far from linear at eps = 1e-3, so grad.z alone is not the target).
+    params = dict(model.named_parameters())
+    fd_lm, fd_cls = [], []
+    with torch.no_grad():
+        for seed in FD_SEEDS:
+            zs = {n: torch.tensor(zo_philox.direction(seed, n, params[n].numel()), dtype=torch.float64)
+                  .view_as(params[n]) for n in names}
+            row = []
+            for f in (f_lm, f_cls):
+                for n in names:
+                    params[n].add_(FD_EPS * zs[n])
+                lp = f().item()
+                for n in names:
+                    params[n].sub_(2 * FD_EPS * zs[n])
+                lm_ = f().item()
+                for n in names:
+                    params[n].add_(FD_EPS * zs[n])
+                row.append((lp - lm_) / (2 * FD_EPS))
+            fd_lm.append(row[0])
+            fd_cls.append(row[1])
+            print(f"{variant}: seed {seed} central difference (eps {FD_EPS}) lm {row[0]:+.6f} cls {row[1]:+.6f}")
+    out["fd_seeds"] = torch.tensor(FD_SEEDS, dtype=torch.int64)
+    out["fd_eps"] = torch.tensor([FD_EPS], dtype=torch.float64)
+    out["fd_lm"] = torch.tensor(fd_lm, dtype=torch.float64)
+    out["fd_cls"] = torch.tensor(fd_cls, dtype=torch.float64)
     for n in names:
         out[f"grad.{n}"] = grads[n].to(gd).contiguous()
         out[f"cls_grad.{n}"] = cgrads[n].to(gd).contiguous()

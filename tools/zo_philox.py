@@ -52,6 +52,22 @@ def z(seed: int, tid: int, i: int, dist: str = "gaussian") -> float:
     return r * math.cos(2 * math.pi * u2) if lane % 2 == 0 else r * math.sin(2 * math.pi * u2)
 
 
+def direction(seed: int, name: str, n: int, dist: str = "gaussian"):
+    """The first n elements of parameter `name`'s direction under seed (float64 list)."""
+    tid = fnv1a64(name)
+    out = []
+    for j in range((n + 3) // 4):
+        w = words(seed, tid, j)
+        if dist == "rademacher":
+            out.extend(-1.0 if x >> 31 else 1.0 for x in w)
+            continue
+        for wa, wb in ((w[0], w[1]), (w[2], w[3])):
+            r = math.sqrt(-2.0 * math.log(((wa >> 8) + 1) * 2.0**-24))
+            a = 2 * math.pi * (wb >> 8) * 2.0**-24
+            out.extend((r * math.cos(a), r * math.sin(a)))
+    return out[:n]
+
+
 GOLDEN = [  # (seed, name, element indices)
     (0, "model.embed_tokens.weight", [0, 1, 2, 3, 4, 5, 6, 7]),
     (42, "model.layers.0.self_attn.q_proj.weight", [0, 1, 2, 3, 1000001, 1000002, 123456789]),

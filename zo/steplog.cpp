@@ -122,17 +122,19 @@ StepLogContents read_step_log(const std::string& path) {
     buf.append(chunk, size_t(r));
   }
   ::close(fd);
+  return parse_step_log(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), path);
+}
+
+StepLogContents parse_step_log(const uint8_t* b, size_t n, const std::string& path) {
   StepLogContents out;
-  out.file_bytes = buf.size();
-  const uint8_t* b = reinterpret_cast<const uint8_t*>(buf.data());
-  const size_t n = buf.size();
+  out.file_bytes = n;
   ZO_CHECK(n >= 16 && std::memcmp(b, kMagic, 8) == 0, "{}: not a zo step log (bad magic)", path);
   uint32_t ver = get<uint32_t>(b + 8), hn = get<uint32_t>(b + 12);
   ZO_CHECK(ver == kVersion, "{}: step log version {} (this zo reads version {})", path, ver, kVersion);
   ZO_CHECK(hn <= kMaxHeader && 16 + size_t(hn) + 4 <= n, "{}: truncated or oversized header ({} bytes)", path, hn);
   ZO_CHECK(crc32(b + 16, hn) == get<uint32_t>(b + 16 + hn), "{}: header checksum mismatch", path);
   try {
-    out.header = nlohmann::json::parse(buf.begin() + 16, buf.begin() + 16 + hn);
+    out.header = nlohmann::json::parse(b + 16, b + 16 + hn);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: header is not valid JSON: {}", path, e.what());
   }

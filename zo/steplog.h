@@ -43,6 +43,8 @@ struct StepLogContents {
 // Reads a whole log. Throws zo::Error on a bad header, a damaged record followed by more data, or
 // steps that are not 0, 1, 2, ... in order.
 StepLogContents read_step_log(const std::string& path);
+// The same over bytes in memory (`name` is used in messages; the fuzz target's entry point).
+StepLogContents parse_step_log(const uint8_t* data, size_t size, const std::string& name);
 
 class StepLogWriter {
  public:

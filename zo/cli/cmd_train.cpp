@@ -56,6 +56,7 @@ void add_train(CLI::App& app, Runner& run) {
       "Example: zo train --task sst2 --data train.jsonl --steps 1000 --lr 1e-6 --eps 1e-3 --out runs/sst2");
   auto opt = [&](const char* key, CLI::Option* o) {
     a->given.emplace_back(key, o);
+    if (std::string(key) != "label-words") o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last flag wins
     return o;
   };
   opt("model", s->add_option("--model,-m", c.model, "Model folder, .gguf file, or 'default'")->capture_default_str());
