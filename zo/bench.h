@@ -4,6 +4,7 @@
 #include <string>
 
 #include "models/config.h"
+#include "models/model.h"
 
 namespace zo {
 
@@ -18,6 +19,22 @@ int bench_forward(const BenchForwardArgs& a);
 
 // Published shapes of the models the issue names (weights are random: speed does not depend on them).
 ModelConfig shape_config(const std::string& name);
+
+// Random weights (normal, std 0.02; norms around 1), a slab at a time: no tensor-sized temporary.
+void fill_random(Model& m, uint64_t seed);
+// Resets the kernel's peak-RSS mark (VmHWM) so a measurement sees only its own peak.
+void reset_peak_rss();
+
+struct BenchTrainArgs {
+  std::string shape = "smollm-135m";  // or opt-125m; ignored with --model
+  std::string model;                  // a real checkpoint instead of random weights
+  std::string data;                   // SST-2 JSONL (rows used in file order, as tools/mezo_torch.py)
+  std::string mode = "train";         // train | inference (the same batches, scoring only)
+  int steps = 20, warmup = 2, batch = 16;
+  double lr = 1e-6, eps = 1e-3;
+  bool json = false;
+};
+int bench_train(const BenchTrainArgs& a);
 
 // Peak resident set size of this process so far, in bytes (getrusage).
 size_t peak_rss_bytes();

@@ -58,25 +58,6 @@ ModelConfig shape_config(const std::string& name) {
   return c;
 }
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-template <typename F>
-double median_time(int repeat, F&& f) {
-  f();  // warm-up: first touch of pages, thread pools, caches
-  std::vector<double> t;
-  for (int i = 0; i < repeat; i++) {
-    auto t0 = Clock::now();
-    f();
-    t.push_back(seconds_since(t0));
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 // Random weights, written a slab at a time (no tensor-sized temporary: the bench measures RSS).
 void fill_random(Model& m, uint64_t seed) {
   constexpr size_t kSlab = size_t(1) << 16;
@@ -97,6 +78,25 @@ void fill_random(Model& m, uint64_t seed) {
 void reset_peak_rss() {
   std::ofstream f("/proc/self/clear_refs");
   f << "5";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+template <typename F>
+double median_time(int repeat, F&& f) {
+  f();  // warm-up: first touch of pages, thread pools, caches
+  std::vector<double> t;
+  for (int i = 0; i < repeat; i++) {
+    auto t0 = Clock::now();
+    f();
+    t.push_back(seconds_since(t0));
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
 }
 
 struct Gemm {

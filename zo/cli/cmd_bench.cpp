@@ -17,6 +17,23 @@ void add_bench(CLI::App& app, Runner& run) {
   f->add_option("--dtype", a->dtype, "Master weight storage: f32 or bf16")->capture_default_str();
   f->add_flag("--json", a->json, "Print the results as one JSON object on the last line");
   f->callback([&run, a] { run = [a] { return bench_forward(*a); }; });
+
+  auto t = std::make_shared<BenchTrainArgs>();
+  auto* tr = b->add_subcommand("train",
+                               "MeZO training steps on SST-2 batches (rows in file order, as tools/mezo_torch.py): "
+                               "steps/s, tokens/s, time split, peak RSS; --mode inference scores the same batches");
+  tr->add_option("--shape", t->shape, "Random-weight shape: opt-125m or smollm-135m")->capture_default_str();
+  tr->add_option("--model,-m", t->model, "A real checkpoint instead (folder, .gguf, or 'default')");
+  tr->add_option("--data,-d", t->data, "SST-2 JSONL")->required();
+  tr->add_option("--mode", t->mode, "train, or inference (one scoring forward per batch: the memory baseline)")
+      ->capture_default_str();
+  tr->add_option("--steps", t->steps, "Timed steps")->capture_default_str()->check(CLI::Range(1, 1000000));
+  tr->add_option("--warmup", t->warmup, "Untimed steps first")->capture_default_str()->check(CLI::Range(0, 1000000));
+  tr->add_option("--batch", t->batch, "Examples per step")->capture_default_str()->check(CLI::Range(1, 65536));
+  tr->add_option("--lr", t->lr, "Learning rate")->capture_default_str();
+  tr->add_option("--eps", t->eps, "Perturbation scale")->capture_default_str();
+  tr->add_flag("--json", t->json, "Print the result as one JSON object on the last line");
+  tr->callback([&run, t] { run = [t] { return bench_train(*t); }; });
 }
 
 }  // namespace zo::cli
