@@ -90,7 +90,8 @@ TEST(Cli, InspectJsonIsOneObjectOnTheLastLine) {
 }
 
 TEST(Cli, HelpForEveryCommand) {
-  for (const char* c : {"", "inspect", "eval", "generate", "convert", "bench forward"}) {
+  for (const char* c : {"", "inspect", "eval", "generate", "convert", "bench forward", "bench train", "train", "replay",
+                        "export"}) {
     Result r = zo(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << c;

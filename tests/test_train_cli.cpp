@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -279,4 +281,38 @@ TEST(TrainCli, BadInputsGiveOneLineErrors) {
   // A run folder is never overwritten.
   ASSERT_EQ(run(base), 0);
   EXPECT_EQ(run(base), 1);
+}
+
+// A JSON config holds the flags (the command line wins); --objective accuracy trains on minus the
+// batch accuracy (so each logged loss is a multiple of -1/(batch x directions)); `zo replay` and `zo export` agree on the weights.
+TEST(TrainCli, ConfigFileAndAccuracyObjective) {
+  World w("config");
+  fs::path cfg = w.root / "cfg.json";
+  std::ofstream(cfg) << "{\"steps\": 6, \"objective\": \"accuracy\", \"one-sided\": true, \"optimizer\": \"sign\", "
+                        "\"eval-every\": 0, \"lr\": 1e-4}";
+  fs::path out = w.root / "run";
+  auto args = w.train_args(out);
+  args.push_back("--config");
+  args.push_back(cfg.string());
+  // The command line's --steps 60 wins over the file's 6; drop it to let the file speak.
+  auto it = std::find(args.begin(), args.end(), "--steps");
+  args.erase(it, it + 2);
+  ASSERT_EQ(run(args), 0);
+  EXPECT_EQ(logged_steps(out), 6);
+  auto log = read_step_log((out / "steps.zolog").string());
+  EXPECT_EQ(log.header["config"]["objective"], "accuracy");
+  EXPECT_EQ(log.header["config"]["one-sided"], true);
+  EXPECT_EQ(log.header["config"]["optimizer"], "momentum");  // the command line wins over the file
+  for (auto& r : log.records) {
+    for (double l : {r.loss_a, r.loss_b}) {
+      EXPECT_LE(l, 0.0);
+      EXPECT_GE(l, -1.0);
+      // batch 4, averaged over 2 directions: multiples of 1/8
+      EXPECT_DOUBLE_EQ(l * 8, std::round(l * 8)) << "not minus a batch accuracy: " << l;
+    }
+  }
+  fs::path hf = w.root / "hf";
+  ASSERT_EQ(run({"export", out.string(), "--out", hf.string(), "--quiet"}), 0);
+  EXPECT_TRUE(fs::exists(hf / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(hf / "config.json"));
 }
