@@ -300,11 +300,13 @@ void Engine::forward(const Batch& b, KVCache* cache, const std::vector<int32_t>*
   x_.resize(std::max(x_.size(), size_t(b.n_tokens()) * c.hidden));
   embed(b, x_.data());
   for (int l = 0; l < c.n_layers; l++) {
+    m_.prefetch_block(l + 1);  // disk tier: read ahead (no-op in RAM)
     BlockView w = m_.block_view(l, ws_.wscratch.data());
     if (keep_from && l == c.n_layers - 1)
       block_rows(w, b, x_.data(), *keep_from);
     else
       block(l, w, b, x_.data(), cache);
+    m_.release_block(l, false);
   }
   if (cache)
     for (int s = 0; s < b.n_seqs(); s++) cache->len[size_t(s)] += b.seq_len(s);

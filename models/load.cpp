@@ -40,7 +40,7 @@ Model load_hf(const std::string& dir, const LoadOptions& opts) {
   std::string cfg_path = (fs::path(dir) / "config.json").string();
   ModelConfig cfg = config_from_hf_json(read_text(cfg_path), cfg_path);
   HfWeights w = HfWeights::open(dir);
-  Model m = Model::allocate(cfg, opts.storage);
+  Model m = Model::allocate(cfg, opts.storage, opts.backing_file);
   m.source = dir;
   constexpr size_t kSlab = size_t(1) << 20;  // convert a tensor 1M elements at a time: no full f32 copy
   std::vector<float> slab;
@@ -66,6 +66,7 @@ Model load_hf(const std::string& dir, const LoadOptions& opts) {
       }
     }
     w.release(*t);  // the mapped source pages leave RSS once copied
+    m.loaded(p);    // disk tier: a finished block leaves RAM
   }
   return m;
 }
@@ -148,7 +149,7 @@ void unpermute_qk(const float* src, float* dst, int n_heads, int head_dim, int c
 Model load_gguf(const std::string& path, const LoadOptions& opts) {
   GgufFile g = GgufFile::open(path);
   ModelConfig cfg = config_from_gguf(g);
-  Model m = Model::allocate(cfg, opts.storage);
+  Model m = Model::allocate(cfg, opts.storage, opts.backing_file);
   m.source = path;
   std::vector<float> buf, perm;
   for (const Param& p : m.params) {
@@ -187,6 +188,7 @@ Model load_gguf(const std::string& path, const LoadOptions& opts) {
       }
     }
     g.release(*t);  // the mapped GGUF pages leave RSS once converted
+    m.loaded(p);    // disk tier: a finished block leaves RAM
   }
   return m;
 }
@@ -216,6 +218,7 @@ void save_hf(const Model& m, const std::string& dir, DType dtype) {
   for (const Param& p : m.params) {
     tmp.resize(p.numel);
     m.get_param(p, tmp.data());
+    m.loaded(p);  // disk tier: a block read out leaves RAM again
     std::vector<uint8_t> b(p.numel * dtype_size(dtype));
     if (dtype == DType::F32) {
       std::memcpy(b.data(), tmp.data(), b.size());

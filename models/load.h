@@ -11,6 +11,7 @@ class Tokenizer;
 
 struct LoadOptions {
   DType storage = DType::F32;  // master weights: F32 or BF16 (computation is always f32)
+  std::string backing_file;    // disk tier: keep the masters in this file (see Model::allocate)
 };
 
 // `path` is a folder with config.json, or a .gguf file. Throws zo::Error naming the file and problem.

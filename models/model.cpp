@@ -1,7 +1,17 @@
 #include "models/model.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <utility>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -34,7 +44,7 @@ struct Layout {
 
 }  // namespace
 
-Model Model::allocate(const ModelConfig& c, DType storage) {
+Model Model::allocate(const ModelConfig& c, DType storage, const std::string& backing_file) {
   ZO_CHECK(storage == DType::F32 || storage == DType::BF16, "master weights must be F32 or BF16, not {}",
            dtype_name(storage));
   Model m;
@@ -110,11 +120,107 @@ Model Model::allocate(const ModelConfig& c, DType storage) {
 
   m.arena_numel_ = round_up(L.cursor, 16);
   size_t bytes = round_up(m.arena_numel_ * dtype_size(storage), 4096);
+  if (!backing_file.empty()) {
+    int fd = ::open(backing_file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ZO_CHECK(fd >= 0, "{}: cannot create the master weights file: {}", backing_file, std::strerror(errno));
+    if (::ftruncate(fd, off_t(bytes)) != 0 || ::posix_fallocate(fd, 0, off_t(bytes)) != 0) {
+      int e = errno;
+      ::close(fd);
+      fail("{}: cannot reserve {} MiB on disk: {}", backing_file, bytes >> 20, std::strerror(e));
+    }
+    void* mp = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mp == MAP_FAILED) {
+      int e = errno;
+      ::close(fd);
+      fail("{}: cannot map {} MiB: {}", backing_file, bytes >> 20, std::strerror(e));
+    }
+    m.map_ = mp;
+    m.map_bytes_ = bytes;
+    m.backing_fd_ = fd;
+    m.backing_path_ = backing_file;
+    return m;
+  }
   // Pages stay untouched (not resident) until the loader writes them.
   void* p = std::aligned_alloc(4096, bytes);
   ZO_CHECK(p != nullptr, "cannot allocate {} MiB for the master weights", bytes >> 20);
   m.arena_.reset(p);
   return m;
+}
+
+Model::~Model() {
+  if (map_) ::munmap(map_, map_bytes_);
+  if (backing_fd_ >= 0) ::close(backing_fd_);
+}
+
+Model::Model(Model&& o) noexcept { *this = std::move(o); }
+
+Model& Model::operator=(Model&& o) noexcept {
+  if (this == &o) return *this;
+  if (map_) ::munmap(map_, map_bytes_);
+  if (backing_fd_ >= 0) ::close(backing_fd_);
+  cfg = std::move(o.cfg);
+  storage = o.storage;
+  params = std::move(o.params);
+  source = std::move(o.source);
+  arena_ = std::move(o.arena_);
+  arena_numel_ = o.arena_numel_;
+  block_range_ = std::move(o.block_range_);
+  block_idx_ = std::move(o.block_idx_);
+  global_ = o.global_;
+  map_ = std::exchange(o.map_, nullptr);
+  map_bytes_ = std::exchange(o.map_bytes_, 0);
+  backing_fd_ = std::exchange(o.backing_fd_, -1);
+  backing_path_ = std::move(o.backing_path_);
+  track_ = o.track_;
+  peak_resident_ = o.peak_resident_;
+  return *this;
+}
+
+namespace {
+// The page-aligned byte range [b, e) covering elements [begin, end) of an arena at `base`.
+std::pair<size_t, size_t> page_range(size_t begin, size_t end, size_t es, size_t limit) {
+  const size_t pg = size_t(::sysconf(_SC_PAGESIZE));
+  size_t b = begin * es / pg * pg, e = std::min(limit, (end * es + pg - 1) / pg * pg);
+  return {b, e};
+}
+}  // namespace
+
+void Model::prefetch_block(int l) const {
+  if (!map_ || l < 0 || l >= cfg.n_layers) return;
+  auto [b, e] = page_range(block_begin(l), block_end(l), dtype_size(storage), map_bytes_);
+  ::madvise(static_cast<char*>(map_) + b, e - b, MADV_WILLNEED);
+}
+
+void Model::release_block(int l, bool dirty) const {
+  if (!map_ || l < 0 || l >= cfg.n_layers) return;
+  if (track_) peak_resident_ = std::max(peak_resident_, resident_bytes());
+  auto [b, e] = page_range(block_begin(l), block_end(l), dtype_size(storage), map_bytes_);
+  // Start write-back so the page cache can reclaim the pages once clean; then unmap them here.
+  if (dirty) ::sync_file_range(backing_fd_, off_t(b), off_t(e - b), SYNC_FILE_RANGE_WRITE);
+  ::madvise(static_cast<char*>(map_) + b, e - b, MADV_DONTNEED);
+}
+
+void Model::loaded(const Param& p) const {
+  if (!map_ || p.block < 0) return;
+  if (p.offset + p.numel == block_end(p.block)) release_block(p.block, true);
+}
+
+size_t Model::resident_bytes() const {
+  if (!map_) return 0;
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  const uintptr_t want = reinterpret_cast<uintptr_t>(map_);
+  bool in = false;
+  size_t total = 0;
+  while (std::getline(f, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos) {
+      uintptr_t lo = std::stoull(line.substr(0, line.find('-')), nullptr, 16);
+      in = lo >= want && lo < want + map_bytes_;
+    } else if (in && line.rfind("Rss:", 0) == 0) {
+      total += size_t(std::stoull(line.substr(4))) * 1024;
+    }
+  }
+  return total;
 }
 
 size_t Model::max_block_numel() const {

@@ -51,12 +51,19 @@ class Model {
   std::string source;          // where it was loaded from
 
   // Lays out the parameters of cfg (names, shapes, offsets) and allocates an arena (untouched).
-  static Model allocate(const ModelConfig& cfg, DType storage);
+  // With a backing file, the arena is a shared mapping of that file (created or truncated to
+  // bytes()): the disk tier. The file holds the masters; this process keeps pages of a block only
+  // while it uses them (release_block), so RAM holds the globals plus the blocks in flight.
+  static Model allocate(const ModelConfig& cfg, DType storage, const std::string& backing_file = "");
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  Model() = default;
 
   size_t numel() const { return arena_numel_; }
   size_t bytes() const { return arena_numel_ * dtype_size(storage); }
-  void* arena() { return arena_.get(); }
-  const void* arena() const { return arena_.get(); }
+  void* arena() { return base(); }
+  const void* arena() const { return base(); }
   // Element range [begin, end) of block l in the arena.
   size_t block_begin(int l) const { return block_range_[size_t(l)].first; }
   size_t block_end(int l) const { return block_range_[size_t(l)].second; }
@@ -74,6 +81,21 @@ class Model {
   // Same, for a block that already sits in f32 in `base` (a working copy with the arena's layout).
   BlockView block_view_at(int l, const float* base) const;
 
+  // Disk tier (no-ops for an arena in RAM). prefetch_block asks the kernel to read block l ahead;
+  // release_block drops this process's pages of block l (for a dirty block, write-back to the file
+  // starts first; the data is never lost: the mapping is shared). loaded(p) is the loaders' call
+  // after writing parameter p: it releases p's block once its last parameter is written.
+  bool file_backed() const { return backing_fd_ >= 0; }
+  const std::string& backing_file() const { return backing_path_; }
+  void prefetch_block(int l) const;
+  void release_block(int l, bool dirty) const;
+  void loaded(const Param& p) const;
+  // Bytes of the arena resident in this process now (from /proc/self/smaps), and the largest value
+  // seen at a release_block() call since track_resident(true) (the fast tier's measured peak).
+  size_t resident_bytes() const;
+  void track_resident(bool on) const { track_ = on; peak_resident_ = 0; }
+  size_t peak_resident_bytes() const { return peak_resident_; }
+
   // Write n f32 values at element offset `offset` of the arena, converting to the storage dtype.
   void write_f32(size_t offset, const float* src, size_t n);
   // Write/read parameter p from/to f32 (converting to the storage dtype).
@@ -86,7 +108,14 @@ class Model {
   struct FreeDeleter {
     void operator()(void* p) const;
   };
-  std::unique_ptr<void, FreeDeleter> arena_;
+  std::unique_ptr<void, FreeDeleter> arena_;  // RAM arena (null when file-backed)
+  void* map_ = nullptr;                        // file-backed arena
+  size_t map_bytes_ = 0;
+  int backing_fd_ = -1;
+  std::string backing_path_;
+  mutable bool track_ = false;
+  mutable size_t peak_resident_ = 0;
+  void* base() const { return map_ ? map_ : arena_.get(); }
   size_t arena_numel_ = 0;
   std::vector<std::pair<size_t, size_t>> block_range_;
   std::vector<std::array<int, kNumBlockRoles>> block_idx_;

@@ -316,3 +316,34 @@ TEST(TrainCli, ConfigFileAndAccuracyObjective) {
   EXPECT_TRUE(fs::exists(hf / "model.safetensors"));
   EXPECT_TRUE(fs::exists(hf / "config.json"));
 }
+
+// `zo train --offload disk`: the same log and weights as in RAM; a budget below what must stay
+// resident is refused up front.
+TEST(TrainCli, DiskTierRunMatchesTheInMemoryRun) {
+  World w("disk");
+  auto shorten = [](std::vector<std::string> a) {
+    auto it = std::find(a.begin(), a.end(), "--steps");
+    it[1] = "12";
+    it = std::find(a.begin(), a.end(), "--optimizer");
+    it[1] = "sgd";
+    return a;
+  };
+  fs::path ram = w.root / "ram", disk = w.root / "disk";
+  ASSERT_EQ(run(shorten(w.train_args(ram))), 0);
+  auto args = shorten(w.train_args(disk));
+  for (const char* a : {"--offload", "disk", "--ram-budget", "2M"}) args.push_back(a);
+  ASSERT_EQ(run(args), 0);
+  EXPECT_TRUE(fs::exists(disk / "masters.f32"));
+  auto a = read_step_log((ram / "steps.zolog").string()), b = read_step_log((disk / "steps.zolog").string());
+  ASSERT_EQ(a.records.size(), b.records.size());
+  for (size_t t = 0; t < a.records.size(); t++) EXPECT_EQ(a.records[t].g, b.records[t].g) << t;
+  EXPECT_EQ(exported(w, disk), exported(w, ram));
+  std::ifstream sf(disk / "summary.json");
+  std::stringstream ss;
+  ss << sf.rdbuf();
+  EXPECT_NE(ss.str().find("fast_tier_peak_bytes"), std::string::npos);
+
+  args = shorten(w.train_args(w.root / "tiny_budget"));
+  for (const char* x : {"--offload", "disk", "--ram-budget", "10K"}) args.push_back(x);
+  EXPECT_EQ(run(args), 1);
+}

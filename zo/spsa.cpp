@@ -81,7 +81,15 @@ void Spsa::set_pending(const StepRecord& r) {
 }
 
 void Spsa::flush() {
-  for (size_t i = 0; i < pend_left_.size(); i++) apply_pending(i);
+  for (size_t i : globals_) apply_pending(i);
+  for (size_t l = 0; l < block_params_.size(); l++) {
+    bool dirty = false;
+    for (size_t i : block_params_[l]) {
+      dirty = dirty || pend_left_[i];
+      apply_pending(i);
+    }
+    if (dirty) m_.release_block(int(l), true);  // disk tier: block by block, never all of them
+  }
 }
 
 void Spsa::apply(const StepRecord& r) {
@@ -127,7 +135,12 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
 
   for (int l = 0; l < c.n_layers; l++) {
     const auto& ps = block_params_[size_t(l)];
-    for (size_t i : ps) apply_pending(i);
+    m_.prefetch_block(l + 1);  // disk tier: the next block is read while this one computes
+    bool dirty = false;
+    for (size_t i : ps) {
+      dirty = dirty || pend_left_[i];
+      apply_pending(i);
+    }
     const size_t bb = m_.block_begin(l), bn = m_.block_end(l) - bb;
     const float* wm = static_cast<const float*>(m_.arena()) + bb;
     bool any = false;
@@ -169,6 +182,7 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
         done[k2] = 1;
       }
     }
+    m_.release_block(l, dirty);
   }
 
   std::vector<double> out(S);

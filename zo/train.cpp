@@ -35,7 +35,7 @@ using json = nlohmann::json;
   X(model) X(dtype) X(task) X(data) X(tmpl) X(label_field) X(label_words) X(n_train) X(n_dev) X(n_test) \
   X(data_seed) X(max_length) X(steps) X(batch) X(lr) X(eps) X(wd) X(momentum) X(seed) X(directions)   \
   X(one_sided) X(dist) X(optimizer) X(schedule) X(warmup) X(params) X(freeze) X(objective)            \
-  X(eval_every) X(eval_batch) X(eval_at_start) X(test_at_best) X(fsync)
+  X(eval_every) X(eval_batch) X(eval_at_start) X(test_at_best) X(fsync) X(offload) X(offload_file) X(ram_budget)
 
 namespace {
 // Config keys use the flag spelling: n_train -> "n-train"; tmpl -> "template".
@@ -101,7 +101,26 @@ void TrainConfig::validate() const {
   ZO_CHECK(eval_every >= 0 && eval_batch >= 1, "--eval-every must be >= 0 and --eval-batch >= 1");
   ZO_CHECK(max_length >= 0, "--max-length must be >= 0");
   parse_fsync(fsync);
+  ZO_CHECK(offload == "none" || offload == "disk", "--offload '{}': expected none or disk", offload);
+  ZO_CHECK(ram_budget >= 0, "--ram-budget must be >= 0");
+  ZO_CHECK(!(offload == "disk" && optimizer == "momentum"),
+           "--optimizer momentum keeps a model-sized state in RAM: not available with --offload disk");
 }
+
+namespace {
+// The disk tier's RAM need: the globals stay resident; blocks come and go (two at a time, with slack).
+void check_budget(const Model& m, double budget) {
+  if (budget <= 0) return;
+  size_t globals = 0;
+  for (const Param& p : m.params)
+    if (p.block < 0) globals += p.numel * dtype_size(m.storage);
+  double need = double(globals) + 2.0 * double(m.max_block_numel()) * double(dtype_size(m.storage));
+  ZO_CHECK(need <= budget, "--ram-budget {:.0f} MiB is below what the disk tier needs resident: {:.0f} MiB (embeddings, "
+           "head and norms {:.0f} MiB + two blocks of {:.0f} MiB)",
+           budget / 1048576.0, need / 1048576.0, double(globals) / 1048576.0,
+           double(m.max_block_numel()) * double(dtype_size(m.storage)) / 1048576.0);
+}
+}  // namespace
 
 double lr_at(const TrainConfig& c, long t) {
   if (c.warmup > 0 && t < c.warmup) return c.lr * double(t + 1) / double(c.warmup);
@@ -123,12 +142,19 @@ uint64_t weights_hash(const Model& m) {
   const size_t n = m.numel(), kPiece = size_t(1) << 20;
   const long np = long((n + kPiece - 1) / kPiece);
   std::vector<uint64_t> part(static_cast<size_t>(np));
+  // Pieces in groups of 16 (64 MiB), so that a disk-tier model is read a group at a time.
+  int next_block = 0;
+  for (long g0 = 0; g0 < np; g0 += 16) {
+    const long g1 = std::min(np, g0 + 16);
 #pragma omp parallel for schedule(static)
-  for (long c = 0; c < np; c++) {
-    uint64_t x = uint64_t(c) * 0x9e3779b97f4a7c15ull;
-    size_t e = std::min(n, size_t(c + 1) * kPiece);
-    for (size_t i = size_t(c) * kPiece; i < e; i++) x = (x ^ w[i]) * 0x100000001b3ull + (x >> 29);
-    part[size_t(c)] = x;
+    for (long c = g0; c < g1; c++) {
+      uint64_t x = uint64_t(c) * 0x9e3779b97f4a7c15ull;
+      size_t e = std::min(n, size_t(c + 1) * kPiece);
+      for (size_t i = size_t(c) * kPiece; i < e; i++) x = (x ^ w[i]) * 0x100000001b3ull + (x >> 29);
+      part[size_t(c)] = x;
+    }
+    const size_t done = std::min(n, size_t(g1) * kPiece);
+    while (next_block < m.cfg.n_layers && m.block_end(next_block) <= done) m.release_block(next_block++, false);
   }
   for (uint64_t x : part) h = rng::splitmix64(h ^ x);
   return h;
@@ -345,7 +371,10 @@ Model rebuild_from_run(const std::string& dir, long n_steps, json* info, bool pr
            log_path);
   TrainConfig cfg = TrainConfig::from_json(log.header["config"], log_path + " header");
   std::string path = log.header.value("model_path", cfg.model);
-  Model m = load_model(path, LoadOptions{DType::F32});
+  LoadOptions lo{DType::F32};
+  if (cfg.offload == "disk") lo.backing_file = (fs::path(dir) / fmt::format("rebuild-{}.f32", ::getpid())).string();
+  Model m = load_model(path, lo);
+  if (!lo.backing_file.empty()) ::unlink(lo.backing_file.c_str());  // the mapping keeps it until we are done
   uint64_t h = weights_hash(m);
   ZO_CHECK(fmt::format("{:016x}", h) == log.header["base_hash"].get<std::string>(),
            "{}: the base checkpoint {} has hash {:016x}, the log was made on {}", log_path, path, h,
@@ -377,10 +406,12 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   if (o.resume) {
     ZO_CHECK(fs::exists(log_path), "{}: no run to resume (no steps.zolog)", o.out);
     long steps = cfg.steps;
-    cfg = TrainConfig::from_json(read_json_file(cfg_path), cfg_path);
-    if (steps > cfg.steps) cfg.steps = steps;  // --steps may extend a run
     prior = read_step_log(log_path);
     if (!prior.torn_warning.empty()) fmt::print(stderr, "warning: {}\n", prior.torn_warning);
+    // The log's header is the authority (config.json is a copy for people to read).
+    ZO_CHECK(prior.header.contains("config"), "{}: the log header has no config", log_path);
+    cfg = TrainConfig::from_json(prior.header["config"], log_path + " header");
+    if (steps > cfg.steps) cfg.steps = steps;  // --steps may extend a run
   } else {
     ZO_CHECK(!fs::exists(log_path), "{}: holds a run already (use --resume, or another --out)", o.out);
   }
@@ -389,7 +420,12 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   fs::create_directories(dir);
 
   auto t_setup = Clock::now();
-  Model m = load_model(model_path, LoadOptions{DType::F32});
+  LoadOptions lo{DType::F32};
+  if (cfg.offload == "disk")
+    lo.backing_file = cfg.offload_file.empty() ? (dir / "masters.f32").string() : cfg.offload_file;
+  Model m = load_model(model_path, lo);  // a resumed disk-tier run starts again from the base: replay below
+  check_budget(m, cfg.ram_budget);
+  m.track_resident(cfg.offload == "disk");
   Tokenizer tok = load_tokenizer(model_path);
   const std::string base_hash = fmt::format("{:016x}", weights_hash(m));
   RunData data = load_data(cfg, tok, m.cfg.max_pos);
@@ -515,6 +551,10 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   summary["seconds"] = {{"forward", st.forward}, {"head", st.head}, {"perturb", st.perturb}, {"update", st.update}};
   summary["trainable_parameters"] = spsa.n_trainable();
   summary["peak_rss_bytes"] = peak_rss_bytes();
+  if (m.file_backed()) {
+    summary["offload"] = {{"file", m.backing_file()}, {"masters_bytes", m.bytes()},
+                          {"ram_budget_bytes", cfg.ram_budget}, {"fast_tier_peak_bytes", m.peak_resident_bytes()}};
+  }
   if (!stopped) {
     summary["dev_final"] = evaluate(steps_done, "dev");
     summary["test_final"] = evaluate(steps_done, "test");

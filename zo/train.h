@@ -38,6 +38,9 @@ struct TrainConfig {
   int eval_batch = 32;
   bool eval_at_start = true, test_at_best = true;
   std::string fsync = "every";
+  std::string offload = "none";  // none | disk: masters in a file, RAM holds globals + blocks in flight
+  std::string offload_file;      // disk tier file (default: <run>/masters.f32)
+  double ram_budget = 0;         // disk tier: bytes the resident masters may use (0: no check)
 
   nlohmann::json to_json() const;
   // Every key must be known; values are type-checked. `base` supplies what j leaves out.

@@ -108,6 +108,16 @@ void add_train(CLI::App& app, Runner& run) {
   opt("eval-batch", s->add_option("--eval-batch", c.eval_batch, "Examples per evaluation forward")->capture_default_str());
   opt("fsync", s->add_option("--fsync", c.fsync, "When the step log reaches the disk: every (step), end, or never")
                    ->capture_default_str());
+  opt("offload", s->add_option("--offload", c.offload,
+                               "none, or disk: the masters live in a file (--offload-file, default <out>/masters.f32) "
+                               "and RAM holds only the embeddings, head, norms and the blocks in flight: a model "
+                               "larger than RAM trains on a CPU (slower; not with momentum)")
+                     ->capture_default_str());
+  opt("offload-file", s->add_option("--offload-file", c.offload_file, "The disk tier's master weights file"));
+  opt("ram-budget", s->add_option("--ram-budget", c.ram_budget,
+                                  "Disk tier: bytes (suffixes K, M, G) the resident masters may use; checked at "
+                                  "start, the measured peak is in the summary")
+                        ->transform(CLI::AsSizeValue(false)));
   s->add_option("--stop-after", a->stop_after, "Stop cleanly after this many steps in this process (testing)");
   s->add_flag("--json", a->json, "Print the summary as one JSON object on the last line");
   s->add_flag("--quiet,-q", a->quiet, "No progress bar and no evaluation lines");
