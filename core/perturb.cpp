@@ -4,6 +4,9 @@
 #include <cstring>
 #ifdef __AVX512F__
 #include <immintrin.h>
+// GCC 12 warns that the intrinsics' internal _mm512_undefined values "may be used uninitialized"
+// (a known false positive for maskless AVX-512 intrinsics).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace zo {

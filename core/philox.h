@@ -75,11 +75,21 @@ ZO_HD uint32_t float_to_bits(float f) {
   memcpy(&u, &f, 4);
   return u;
 }
-#ifdef __CUDACC__
-ZO_HD float fma_f(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+// Correctly rounded fma and sqrt on both sides (IEEE-754 defines both exactly).
+ZO_HD float fma_f(float a, float b, float c) {
+#ifdef __CUDA_ARCH__
+  return __fmaf_rn(a, b, c);
 #else
-ZO_HD float fma_f(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+  return __builtin_fmaf(a, b, c);
 #endif
+}
+ZO_HD float sqrt_f(float x) {
+#ifdef __CUDA_ARCH__
+  return __fsqrt_rn(x);
+#else
+  return __builtin_sqrtf(x);
+#endif
+}
 
 // ln(u) for u in (0, 1], u a normal float. u = m * 2^e with m in [sqrt(1/2), sqrt(2)); then
 // ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, as an odd series to s^11 (truncation
@@ -138,7 +148,7 @@ ZO_HD void sincos_2pi(float u, float* s_out, float* c_out) {
 ZO_HD void box_muller(uint32_t wa, uint32_t wb, float* z0, float* z1) {
   float u1 = float((wa >> 8) + 1u) * 5.9604644775390625e-08f;  // 2^-24, exact
   float u2 = float(wb >> 8) * 5.9604644775390625e-08f;
-  float r = __builtin_sqrtf(-2.0f * log_unit(u1));
+  float r = sqrt_f(-2.0f * log_unit(u1));
   float sn, cs;
   sincos_2pi(u2, &sn, &cs);
   *z0 = r * cs;

@@ -1,0 +1,107 @@
+// Perturbation and update kernels on the device: one thread per Philox counter block (4 elements),
+// the same arithmetic as core/perturb.cpp in the same order, so the bits match the CPU's.
+#include "core/cuda/check.h"
+#include "core/cuda/perturb.h"
+
+namespace zo::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kMaxTerms = 16;
+
+struct Terms {
+  UpdateTerm t[kMaxTerms];
+};
+
+// Elements [begin, begin + n) of tensor tid: thread k owns counter block j = begin / 4 + k, and
+// writes the lanes of it that fall inside the range.
+template <typename Op>
+__device__ void for_lanes(uint64_t begin, size_t n, Op op) {
+  const uint64_t j = begin / 4 + uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const uint64_t first = j * 4;
+  if (first >= begin + n) return;
+  for (int lane = 0; lane < 4; lane++) {
+    uint64_t e = first + uint64_t(lane);
+    if (e >= begin && e < begin + n) op(lane, size_t(e - begin));
+  }
+}
+
+__global__ void fill_z_kernel(float* z, uint64_t seed, uint64_t tid, uint64_t begin, size_t n, Dist dist) {
+  const uint64_t j = begin / 4 + uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  float v[4];
+  rng::z_block(v, seed, tid, j, dist);
+  for_lanes(begin, n, [&](int lane, size_t i) { z[i] = v[lane]; });
+}
+
+__global__ void perturb_kernel(float* dst, const float* w, float scale, uint64_t seed, uint64_t tid, uint64_t begin,
+                               size_t n, Dist dist) {
+  const uint64_t j = begin / 4 + uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  float v[4];
+  rng::z_block(v, seed, tid, j, dist);
+  for_lanes(begin, n, [&](int lane, size_t i) { dst[i] = w[i] + scale * v[lane]; });
+}
+
+__global__ void update_kernel(float* w, float* m, uint64_t tid, uint64_t begin, size_t n, Terms terms, int q,
+                              Dist dist, OptKind opt, float lr, float wd, float beta) {
+  const uint64_t j = begin / 4 + uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  float G[4], v[4];
+  rng::z_block(v, terms.t[0].seed, tid, j, dist);
+  for (int k = 0; k < 4; k++) G[k] = terms.t[0].coef * v[k];
+  for (int d = 1; d < q; d++) {
+    rng::z_block(v, terms.t[d].seed, tid, j, dist);
+    for (int k = 0; k < 4; k++) G[k] = G[k] + terms.t[d].coef * v[k];
+  }
+  for_lanes(begin, n, [&](int lane, size_t i) {
+    float g = G[lane];
+    if (opt == OptKind::Momentum) {
+      m[i] = beta * m[i] + g;
+      g = m[i];
+    } else if (opt == OptKind::Sign) {
+      g = g > 0.0f ? 1.0f : (g < 0.0f ? -1.0f : 0.0f);
+    }
+    w[i] = w[i] - lr * (g + wd * w[i]);
+  });
+}
+
+unsigned grid(uint64_t begin, size_t n) {
+  uint64_t blocks = (begin + n + 3) / 4 - begin / 4;
+  return unsigned((blocks + kThreads - 1) / kThreads);
+}
+
+}  // namespace
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver / no device" error
+    return 0;
+  }
+  return n;
+}
+
+void fill_z(float* z, uint64_t seed, uint64_t tid, size_t begin, size_t n, Dist dist, void* stream) {
+  if (n == 0) return;
+  fill_z_kernel<<<grid(begin, n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(z, seed, tid, begin, n, dist);
+  ZO_CUDA_CHECK(cudaGetLastError());
+}
+
+void perturb_range(float* dst, const float* w, float scale, uint64_t seed, uint64_t tid, size_t begin, size_t n,
+                   Dist dist, void* stream) {
+  if (n == 0) return;
+  perturb_kernel<<<grid(begin, n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(dst, w, scale, seed, tid, begin,
+                                                                                     n, dist);
+  ZO_CUDA_CHECK(cudaGetLastError());
+}
+
+void zo_update(float* w, float* m, size_t n, uint64_t tid, size_t begin, const UpdateTerm* terms, int q, Dist dist,
+               OptKind opt, float lr, float wd, float beta, void* stream) {
+  if (n == 0 || q <= 0) return;
+  ZO_CHECK(q <= kMaxTerms, "cuda::zo_update: {} directions per launch (at most {})", q, kMaxTerms);
+  Terms t{};
+  for (int d = 0; d < q; d++) t.t[d] = terms[d];
+  update_kernel<<<grid(begin, n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(w, m, tid, begin, n, t, q, dist,
+                                                                                    opt, lr, wd, beta);
+  ZO_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace zo::cuda
