@@ -61,7 +61,9 @@ void add_train(CLI::App& app, Runner& run) {
   };
   opt("model", s->add_option("--model,-m", c.model, "Model folder, .gguf file, or 'default'")->capture_default_str());
   s->add_option("--out,-o", a->out, "Run folder: step log, metrics, best.json, summary.json")->required();
-  s->add_flag("--resume", a->resume, "Continue the run in --out (its config.json wins; --steps may extend it)");
+  s->add_flag("--resume", a->resume,
+              "Continue the run in --out: its weights are rebuilt from base + log, its logged config wins "
+              "(--steps may extend it)");
   s->add_option("--config", a->config_file,
                 "JSON file with any of these flags as keys (\"lr\": 1e-6, \"n-train\": 1000, ...); "
                 "flags given on the command line win");
