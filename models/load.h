@@ -10,6 +10,7 @@ namespace zo {
 class Tokenizer;
 
 struct LoadOptions {
+  LoadOptions(DType s = DType::F32) : storage(s) {}  // NOLINT: LoadOptions{DType::BF16} reads well
   DType storage = DType::F32;  // master weights: F32 or BF16 (computation is always f32)
   std::string backing_file;    // disk tier: keep the masters in this file (see Model::allocate)
 };

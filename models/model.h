@@ -87,6 +87,7 @@ class Model {
   // after writing parameter p: it releases p's block once its last parameter is written.
   bool file_backed() const { return backing_fd_ >= 0; }
   const std::string& backing_file() const { return backing_path_; }
+  int backing_fd() const { return backing_fd_; }
   void prefetch_block(int l) const;
   void release_block(int l, bool dirty) const;
   void loaded(const Param& p) const;

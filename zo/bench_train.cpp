@@ -1,7 +1,12 @@
 // zo bench train: MeZO steps on SST-2 batches, timed, with peak RSS, next to zo's own inference
 // peak on the same batches (--mode inference). tools/mezo_torch.py runs the PyTorch reference on
 // the same rows; bench/run_train_bench.sh runs both and prints the ratios.
+#include <fcntl.h>
 #include <omp.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
 
 #include <chrono>
 #include <cstdio>
@@ -22,6 +27,47 @@ namespace zo {
 namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string tmp_dir() {
+  const char* t = std::getenv("TMPDIR");
+  return t && *t ? t : "/tmp";
+}
+
+// Storage I/O of this process so far (/proc/self/io): bytes that really went to or came from disk.
+std::pair<uint64_t, uint64_t> io_bytes() {
+  std::ifstream f("/proc/self/io");
+  std::string k;
+  uint64_t v = 0, r = 0, w = 0;
+  while (f >> k >> v) {
+    if (k == "read_bytes:") r = v;
+    if (k == "write_bytes:") w = v;
+  }
+  return {r, w};
+}
+
+// Drops the clean pages of the mapping's file from the page cache after writing back dirty ones:
+// every step then reads its blocks from storage, as on a machine whose RAM holds only the budget.
+void drop_file_cache(int fd) {
+  ::fdatasync(fd);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
+// The storage's sequential read rate in this run (GB/s): the disk tier's link. The file is written
+// back and dropped from the page cache first, read once in 8 MiB pieces, and dropped again.
+double cold_read_bandwidth(int fd) {
+  drop_file_cache(fd);
+  std::vector<char> buf(size_t(8) << 20);
+  auto t0 = Clock::now();
+  size_t total = 0;
+  for (;;) {
+    ssize_t r = ::pread(fd, buf.data(), buf.size(), off_t(total));
+    if (r <= 0) break;
+    total += size_t(r);
+  }
+  double sec = since(t0);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  return sec > 0 ? double(total) / sec / 1e9 : 0.0;
+}
 }  // namespace
 
 int bench_train(const BenchTrainArgs& a) {
@@ -30,8 +76,21 @@ int bench_train(const BenchTrainArgs& a) {
   ZO_CHECK(a.steps >= 1 && a.warmup >= 0 && a.batch >= 1, "bench train: --steps >= 1, --warmup >= 0, --batch >= 1");
   const bool real = !a.model.empty();
   const std::string path = real ? resolve_model(a.model) : "";
-  Model m = real ? load_model(path, LoadOptions{DType::F32}) : Model::allocate(shape_config(a.shape), DType::F32);
+  const bool disk = a.offload == "disk";
+  ZO_CHECK(a.offload == "none" || disk, "--offload '{}': expected none or disk", a.offload);
+  const std::string file =
+      a.offload_file.empty() ? fmt::format("{}/zo-bench-masters-{}.f32", tmp_dir(), ::getpid()) : a.offload_file;
+  LoadOptions lo{DType::F32};
+  if (disk) lo.backing_file = file;
+  Model m = real ? load_model(path, lo) : Model::allocate(shape_config(a.shape), DType::F32, lo.backing_file);
   if (!real) fill_random(m, 1234);
+  double cold_read_gbs = 0;
+  if (disk) {
+    ::unlink(file.c_str());  // the mapping keeps it alive; nothing is left behind
+    for (int l = 0; l < m.cfg.n_layers; l++) m.release_block(l, true);
+    cold_read_gbs = cold_read_bandwidth(m.backing_fd());
+    m.track_resident(true);
+  }
   // The default model's tokenizer for random-weight shapes (as tools/mezo_torch.py does).
   Tokenizer tok = load_tokenizer(real ? path : default_model_path());
   const long total = long(a.warmup + a.steps) * a.batch;
@@ -53,6 +112,7 @@ int bench_train(const BenchTrainArgs& a) {
   size_t rss_loaded = current_rss_bytes();
   reset_peak_rss();
   double timed = 0, tokens = 0, real_tokens = 0;
+  std::pair<uint64_t, uint64_t> io0{0, 0};
   StepTimes before{};
   for (int t = 0; t < a.warmup + a.steps; t++) {
     std::vector<const std::vector<int32_t>*> prompts;
@@ -77,6 +137,7 @@ int bench_train(const BenchTrainArgs& a) {
       return s / double(sc.size());
     };
     if (t == a.warmup && spsa) before = spsa->times();
+    if (t == a.warmup) io0 = io_bytes();
     auto t0 = Clock::now();
     if (spsa) {
       StepRecord r = spsa->step(uint64_t(t), {rng::direction_seed(0, uint64_t(t), 0)}, float(a.lr), plan);
@@ -86,6 +147,7 @@ int bench_train(const BenchTrainArgs& a) {
       volatile double l = plan.loss(e.target_logprobs(e.hidden(), plan.rows, plan.ids));
       (void)l;
     }
+    if (disk && a.cold) drop_file_cache(m.backing_fd());  // inside the timed step: its write-back is real work
     if (t >= a.warmup) {
       timed += since(t0);
       tokens += tok_step;
@@ -93,6 +155,7 @@ int bench_train(const BenchTrainArgs& a) {
     }
   }
   if (spsa) spsa->flush();
+  const auto io1 = io_bytes();
   nlohmann::json j;
   j["tool"] = "zo";
   j["shape"] = real ? path : a.shape;
@@ -113,6 +176,18 @@ int bench_train(const BenchTrainArgs& a) {
                                    {"head", (s.head - before.head) / a.steps},
                                    {"perturb", (s.perturb - before.perturb) / a.steps},
                                    {"update", (s.update - before.update) / a.steps}};
+  }
+  if (disk) {
+    const double rd = double(io1.first - io0.first) / a.steps, wr = double(io1.second - io0.second) / a.steps;
+    j["offload"] = {{"tier", "disk"},
+                    {"cold", a.cold},
+                    {"masters_bytes", m.bytes()},
+                    {"largest_block_bytes", m.max_block_numel() * 4},
+                    {"fast_tier_peak_bytes", m.peak_resident_bytes()},
+                    {"storage_read_bytes_per_step", rd},
+                    {"storage_written_bytes_per_step", wr},
+                    {"cold_sequential_read_gb_s", cold_read_gbs},
+                    {"read_bound_seconds_per_step", cold_read_gbs > 0 ? rd / (cold_read_gbs * 1e9) : 0.0}};
   }
   if (a.json) {
     std::printf("%s\n", j.dump().c_str());

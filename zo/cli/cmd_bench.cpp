@@ -32,6 +32,14 @@ void add_bench(CLI::App& app, Runner& run) {
   tr->add_option("--batch", t->batch, "Examples per step")->capture_default_str()->check(CLI::Range(1, 65536));
   tr->add_option("--lr", t->lr, "Learning rate")->capture_default_str();
   tr->add_option("--eps", t->eps, "Perturbation scale")->capture_default_str();
+  tr->add_option("--offload", t->offload,
+                 "none, or disk: masters in a file (reports storage bytes per step, the file's cold read rate, "
+                 "the fast tier's measured peak)")
+      ->capture_default_str();
+  tr->add_option("--offload-file", t->offload_file, "Disk tier file (default: in $TMPDIR, removed at once)");
+  tr->add_flag("--cold", t->cold,
+               "Disk tier: write back and drop the file's page cache every step, as on a machine whose RAM "
+               "holds only the budget");
   tr->add_flag("--json", t->json, "Print the result as one JSON object on the last line");
   tr->callback([&run, t] { run = [t] { return bench_train(*t); }; });
 }
