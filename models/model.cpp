@@ -10,8 +10,11 @@
 #include <utility>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 
@@ -147,15 +150,67 @@ Model Model::allocate(const ModelConfig& c, DType storage, const std::string& ba
   return m;
 }
 
+// One helper thread per disk-tier model: it populates the page tables of the block asked for
+// (reading it from the file if needed) so the compute thread finds it mapped. release_block waits
+// for a population of the same block in flight, so no page comes back after it was dropped.
+struct Model::Prefetcher {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::pair<size_t, size_t> pending{0, 0}, inflight{0, 0};  // byte ranges; {0, 0} = none
+  bool stop = false;
+  char* base = nullptr;
+  std::thread th;
+  explicit Prefetcher(char* b) : base(b), th([this] { loop(); }) {}
+  ~Prefetcher() {
+    {
+      std::lock_guard<std::mutex> g(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    th.join();
+  }
+  void loop() {
+    std::unique_lock<std::mutex> g(mu);
+    for (;;) {
+      cv.wait(g, [&] { return stop || pending.second > pending.first; });
+      if (stop) return;
+      inflight = std::exchange(pending, std::pair<size_t, size_t>{0, 0});
+      g.unlock();
+      if (::madvise(base + inflight.first, inflight.second - inflight.first, 23 /* MADV_POPULATE_WRITE */) != 0)
+        ::madvise(base + inflight.first, inflight.second - inflight.first, MADV_WILLNEED);  // kernels < 5.14
+      g.lock();
+      inflight = {0, 0};
+      cv.notify_all();
+    }
+  }
+  void request(std::pair<size_t, size_t> r) {
+    {
+      std::lock_guard<std::mutex> g(mu);
+      pending = r;
+    }
+    cv.notify_all();
+  }
+  // No population of bytes [b, e) pending or running once this returns.
+  void settle(std::pair<size_t, size_t> r) {
+    std::unique_lock<std::mutex> g(mu);
+    auto overlaps = [&](std::pair<size_t, size_t> x) { return x.first < r.second && r.first < x.second; };
+    if (overlaps(pending)) pending = {0, 0};
+    cv.wait(g, [&] { return !overlaps(inflight); });
+  }
+};
+
 Model::~Model() {
+  pf_.reset();
   if (map_) ::munmap(map_, map_bytes_);
   if (backing_fd_ >= 0) ::close(backing_fd_);
 }
 
+Model::Model() = default;
 Model::Model(Model&& o) noexcept { *this = std::move(o); }
 
 Model& Model::operator=(Model&& o) noexcept {
   if (this == &o) return *this;
+  pf_.reset();
   if (map_) ::munmap(map_, map_bytes_);
   if (backing_fd_ >= 0) ::close(backing_fd_);
   cfg = std::move(o.cfg);
@@ -171,6 +226,7 @@ Model& Model::operator=(Model&& o) noexcept {
   map_bytes_ = std::exchange(o.map_bytes_, 0);
   backing_fd_ = std::exchange(o.backing_fd_, -1);
   backing_path_ = std::move(o.backing_path_);
+  pf_ = std::move(o.pf_);
   track_ = o.track_;
   peak_resident_ = o.peak_resident_;
   return *this;
@@ -187,14 +243,15 @@ std::pair<size_t, size_t> page_range(size_t begin, size_t end, size_t es, size_t
 
 void Model::prefetch_block(int l) const {
   if (!map_ || l < 0 || l >= cfg.n_layers) return;
-  auto [b, e] = page_range(block_begin(l), block_end(l), dtype_size(storage), map_bytes_);
-  ::madvise(static_cast<char*>(map_) + b, e - b, MADV_WILLNEED);
+  if (!pf_) const_cast<Model*>(this)->pf_ = std::make_unique<Prefetcher>(static_cast<char*>(map_));
+  pf_->request(page_range(block_begin(l), block_end(l), dtype_size(storage), map_bytes_));
 }
 
 void Model::release_block(int l, bool dirty) const {
   if (!map_ || l < 0 || l >= cfg.n_layers) return;
-  if (track_) peak_resident_ = std::max(peak_resident_, resident_bytes());
   auto [b, e] = page_range(block_begin(l), block_end(l), dtype_size(storage), map_bytes_);
+  if (pf_) pf_->settle({b, e});
+  if (track_) peak_resident_ = std::max(peak_resident_, resident_bytes());
   // Start write-back so the page cache can reclaim the pages once clean; then unmap them here.
   if (dirty) ::sync_file_range(backing_fd_, off_t(b), off_t(e - b), SYNC_FILE_RANGE_WRITE);
   ::madvise(static_cast<char*>(map_) + b, e - b, MADV_DONTNEED);

@@ -58,7 +58,7 @@ class Model {
   ~Model();
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
-  Model() = default;
+  Model();
 
   size_t numel() const { return arena_numel_; }
   size_t bytes() const { return arena_numel_ * dtype_size(storage); }
@@ -81,7 +81,8 @@ class Model {
   // Same, for a block that already sits in f32 in `base` (a working copy with the arena's layout).
   BlockView block_view_at(int l, const float* base) const;
 
-  // Disk tier (no-ops for an arena in RAM). prefetch_block asks the kernel to read block l ahead;
+  // Disk tier (no-ops for an arena in RAM). prefetch_block has a helper thread map block l in
+  // (read and page-table population, madvise POPULATE_WRITE) while the caller computes;
   // release_block drops this process's pages of block l (for a dirty block, write-back to the file
   // starts first; the data is never lost: the mapping is shared). loaded(p) is the loaders' call
   // after writing parameter p: it releases p's block once its last parameter is written.
@@ -114,6 +115,8 @@ class Model {
   size_t map_bytes_ = 0;
   int backing_fd_ = -1;
   std::string backing_path_;
+  struct Prefetcher;  // the disk tier's page-populating thread (model.cpp)
+  std::unique_ptr<Prefetcher> pf_;
   mutable bool track_ = false;
   mutable size_t peak_resident_ = 0;
   void* base() const { return map_ ? map_ : arena_.get(); }
