@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The GPU script: run on a machine with an NVIDIA GPU (see bench/README.md, "GPU"). It builds the
 # CUDA parts for sm_90 with nvcc directly (no Debian packages needed: bench/gpu_carry.sh prepares
-# .gpu/ with fmt and GoogleTest), runs the GPU tests (z, working copies and updates bit-identical
-# to the CPU's), then the probe (host<->device bandwidth, the perturbation kernel's rate), and
-# writes logs and a results table to $OUT (default bench/results/gpu-<time>). Budget: ~3 minutes.
+# .gpu/ with fmt and GoogleTest; the CPU reference links a plain-loop CBLAS from bench/gpu_support),
+# runs the GPU tests (z, working copies and updates bit-identical to the CPU's; the forward kernels
+# and cuBLAS GEMMs in f32/tf32/bf16 against the CPU kernels), then the probe (host<->device
+# bandwidth, the perturbation kernel's rate), and writes logs and a results table to $OUT
+# (default bench/results/gpu-<time>). Budget: ~3 minutes.
 #
-# Not yet here (issue 4, open): the CUDA forward kernels, the offload engine, and the resident vs
+# Device tool: run bench/gpu_carry.sh here first, then run with carry [".gpu"] and the command
+#   OUT=$OUT bash bench/gpu.sh
+# Not yet here (issue 4, open): the GPU training step, the offload engine, and the resident vs
 # offloaded training benchmark on OPT-1.3B/6.7B/13B shapes; this script grows with them.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,7 +17,7 @@ OUT=${OUT:-$ROOT/bench/results/gpu-$(date +%Y%m%d-%H%M%S)}
 ARCH=${ZO_CUDA_ARCH:-90}
 mkdir -p "$OUT"
 B=$(mktemp -d)
-INC=(-I"$ROOT")
+INC=(-I"$ROOT" -I"$ROOT/bench/gpu_support")
 [[ -d "$ROOT/.gpu/include" ]] && INC+=(-I"$ROOT/.gpu/include")
 LIBS=()
 if [[ -f "$ROOT/.gpu/lib/libgtest.a" ]]; then LIBS+=("$ROOT/.gpu/lib/libgtest.a"); else LIBS+=(-lgtest); fi
@@ -32,20 +36,31 @@ step "build (sm_$ARCH)"
 ok_build=1
 g++ "${CXXF[@]}" -c "$ROOT/core/perturb.cpp" -o "$B/perturb.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
 nvcc "${NVF[@]}" -c "$ROOT/core/cuda/perturb.cu" -o "$B/cuda_perturb.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
+nvcc "${NVF[@]}" -c "$ROOT/core/cuda/ops.cu" -o "$B/cuda_ops.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
+# The CPU reference kernels, over a plain-loop CBLAS (no OpenBLAS on the GPU machine).
+g++ "${CXXF[@]}" -c "$ROOT/core/ops.cpp" -o "$B/ops.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
+gcc -O2 -fopenmp -c "$ROOT/bench/gpu_support/cblas.c" -o "$B/cblas.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
 # gtest_main: a tiny one here (zo's own selects OpenBLAS kernels, which this build has none of).
 printf '#include <gtest/gtest.h>\nint main(int c, char** v) { ::testing::InitGoogleTest(&c, v); return RUN_ALL_TESTS(); }\n' > "$B/main.cpp"
 g++ "${CXXF[@]}" -c "$B/main.cpp" -o "$B/main.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
 nvcc "${NVF[@]}" -x cu -c "$ROOT/tests/test_cuda_perturb.cpp" -o "$B/test.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
 nvcc -arch=sm_$ARCH "$B/test.o" "$B/main.o" "$B/perturb.o" "$B/cuda_perturb.o" "${LIBS[@]}" -Xcompiler -fopenmp \
   -o "$B/test_cuda_perturb" >>"$OUT/log.txt" 2>&1 || ok_build=0
+nvcc "${NVF[@]}" -x cu -c "$ROOT/tests/test_cuda_ops.cpp" -o "$B/test_ops.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
+nvcc -arch=sm_$ARCH "$B/test_ops.o" "$B/main.o" "$B/ops.o" "$B/cblas.o" "$B/perturb.o" "$B/cuda_perturb.o" \
+  "$B/cuda_ops.o" "${LIBS[@]}" -lcublas -Xcompiler -fopenmp -o "$B/test_cuda_ops" >>"$OUT/log.txt" 2>&1 || ok_build=0
 nvcc "${NVF[@]}" "$ROOT/bench/gpu_probe.cu" "$B/cuda_perturb.o" "$B/perturb.o" -Xcompiler -fopenmp \
   -o "$B/gpu_probe" >>"$OUT/log.txt" 2>&1 || ok_build=0
 step "tests"
-tests="not run"
-if [[ -x "$B/test_cuda_perturb" ]]; then
-  timeout 120 "$B/test_cuda_perturb" > "$OUT/tests.txt" 2>&1
-  tests=$(grep -E "^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ test" "$OUT/tests.txt" | tr '\n' ' ')
-fi
+tests=""
+for t in test_cuda_perturb test_cuda_ops; do
+  if [[ -x "$B/$t" ]]; then
+    timeout 150 "$B/$t" > "$OUT/$t.txt" 2>&1
+    tests+="$t: $(grep -E "^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test" "$OUT/$t.txt" | tr '\n' ' ') "
+  else
+    tests+="$t: not built "
+  fi
+done
 step "probe"
 probe="{}"
 if [[ -x "$B/gpu_probe" ]]; then probe=$(timeout 120 "$B/gpu_probe" 2>>"$OUT/log.txt" | tail -1); fi

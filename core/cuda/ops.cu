@@ -1,0 +1,294 @@
+// The forward pass's kernels on the device. Straightforward first versions (one block per row,
+// one warp per query), checked against the CPU reference; speed work follows on a GPU.
+#include <cublas_v2.h>
+
+#include <algorithm>
+
+#include "core/cuda/check.h"
+#include "core/cuda/ops.h"
+
+namespace zo::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+#define ZO_CUBLAS_CHECK(call)                                                                   \
+  do {                                                                                          \
+    cublasStatus_t zo_st_ = (call);                                                             \
+    if (zo_st_ != CUBLAS_STATUS_SUCCESS)                                                        \
+      ::zo::fail("cuBLAS call {} failed at {}:{}: status {}", #call, __FILE__, __LINE__, int(zo_st_)); \
+  } while (0)
+
+void check_launch(const char* what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) fail("CUDA kernel {} failed to launch: {} ({})", what, cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+unsigned blocks_for(size_t n) { return unsigned((n + kThreads - 1) / kThreads); }
+
+template <typename T>
+__device__ T warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Sum over the block (blockDim.x a multiple of 32, at most 1024) of one value per thread.
+template <typename T>
+__device__ T block_sum(T v) {
+  __shared__ T part[32];
+  v = warp_sum(v);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  T s = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : T(0);
+  if (threadIdx.x < 32) s = warp_sum(s);
+  __shared__ T total;
+  if (threadIdx.x == 0) total = s;
+  __syncthreads();
+  T r = total;
+  __syncthreads();
+  return r;
+}
+
+// One block per row; mean and variance in f64 as the CPU reference.
+__global__ void layernorm_kernel(float* out, const float* x, const float* w, const float* b, int C, float eps) {
+  const float* xr = x + size_t(blockIdx.x) * C;
+  float* orow = out + size_t(blockIdx.x) * C;
+  double s = 0;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
+  const double mean = block_sum(s) / C;
+  double v = 0;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) v += (xr[c] - mean) * (xr[c] - mean);
+  const double rstd = 1.0 / sqrt(block_sum(v) / C + double(eps));
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    orow[c] = float((xr[c] - mean) * rstd) * w[c] + (b ? b[c] : 0.0f);
+}
+
+__global__ void rmsnorm_kernel(float* out, const float* x, const float* w, int C, float eps) {
+  const float* xr = x + size_t(blockIdx.x) * C;
+  float* orow = out + size_t(blockIdx.x) * C;
+  double s = 0;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) s += double(xr[c]) * xr[c];
+  const float r = float(1.0 / sqrt(block_sum(s) / C + double(eps)));
+  for (int c = threadIdx.x; c < C; c += blockDim.x) orow[c] = w[c] * (xr[c] * r);
+}
+
+__global__ void relu_kernel(float* x, size_t n) {
+  size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = fmaxf(x[i], 0.0f);
+}
+
+__global__ void swiglu_kernel(float* out, const float* gu, int M, int F) {
+  size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= size_t(M) * F) return;
+  size_t m = i / F, f = i % F;
+  float g = gu[m * 2 * F + f], u = gu[m * 2 * F + F + f];
+  out[i] = g / (1.0f + expf(-g)) * u;
+}
+
+__global__ void add_kernel(float* x, const float* y, size_t n) {
+  size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] += y[i];
+}
+
+// One thread per (row, head, pair d < D/2): HF's half-split rotation.
+__global__ void rope_kernel(float* x, int M, int ld, int n_heads, int D, const int32_t* pos, const float* cos_t,
+                            const float* sin_t) {
+  const int half = D / 2;
+  size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= size_t(M) * n_heads * half) return;
+  int d = int(i % half), h = int((i / half) % n_heads);
+  size_t r = i / (size_t(half) * n_heads);
+  float* xh = x + r * ld + size_t(h) * D;
+  const float c = cos_t[size_t(pos[r]) * half + d], s = sin_t[size_t(pos[r]) * half + d];
+  const float x1 = xh[d], x2 = xh[d + half];
+  xh[d] = x1 * c - x2 * s;
+  xh[d + half] = x2 * c + x1 * s;
+}
+
+__global__ void embed_kernel(float* out, const float* table, const int32_t* ids, int C) {
+  const float* src = table + size_t(ids[blockIdx.x]) * C;
+  float* dst = out + size_t(blockIdx.x) * C;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) dst[c] = src[c];
+}
+
+// One warp per (sequence, head, query row). The scaled query sits in shared memory; lanes take
+// keys 32 at a time; the running max, the denominator and D/32 output values per lane stay in
+// registers (online softmax): no score row is ever stored.
+template <int DL>  // head_dim / 32
+__global__ void attention_kernel(const AttnArgs* seqs) {
+  extern __shared__ float qs_all[];
+  const AttnArgs a = seqs[blockIdx.y];
+  const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
+  const int i = int(blockIdx.x) * int(blockDim.x >> 5) + warp;  // query row
+  const int h = int(blockIdx.z);
+  if (i >= a.n_q || h >= a.n_heads) return;  // whole warps leave together
+  constexpr int D = 32 * DL;
+  const int g = h / (a.n_heads / a.n_kv_heads);
+  float* qs = qs_all + warp * D;
+  const float* q = a.q + size_t(i) * a.ldq + size_t(h) * D;
+  for (int k = 0; k < DL; k++) qs[lane + 32 * k] = q[lane + 32 * k] * a.scale;
+  __syncwarp();
+  const float neg_inf = __int_as_float(0xff800000);
+  float m = neg_inf, l = 0.0f, acc[DL];
+  for (int k = 0; k < DL; k++) acc[k] = 0.0f;
+  const int nk = min(a.n_kv, a.q_off + i + 1);
+  for (int j0 = 0; j0 < nk; j0 += 32) {
+    const int j = j0 + lane;
+    float s = neg_inf;
+    if (j < nk) {
+      const float* kr = a.k + size_t(j) * a.ldk + size_t(g) * D;
+      float dot = 0.0f;
+      for (int d = 0; d < D; d++) dot += qs[d] * kr[d];
+      s = dot;
+    }
+    const float mnew = fmaxf(m, warp_max(s));
+    const float corr = expf(m - mnew);
+    const float p = j < nk ? expf(s - mnew) : 0.0f;
+    l = l * corr + warp_sum(p);
+    for (int k = 0; k < DL; k++) acc[k] *= corr;
+    const int cnt = min(32, nk - j0);
+    for (int t = 0; t < cnt; t++) {
+      const float pt = __shfl_sync(0xffffffffu, p, t);
+      const float* vr = a.v + size_t(j0 + t) * a.ldv + size_t(g) * D;
+      for (int k = 0; k < DL; k++) acc[k] += pt * vr[lane + 32 * k];
+    }
+    m = mnew;
+  }
+  float* o = a.out + size_t(i) * a.ldo + size_t(h) * D;
+  for (int k = 0; k < DL; k++) o[lane + 32 * k] = acc[k] / l;
+}
+
+// y[m, :] = b (or y[m, :] += b): the bias seeds the GEMM's accumulator.
+__global__ void bias_rows_kernel(float* y, const float* b, int M, int N, bool accumulate) {
+  size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= size_t(M) * N) return;
+  y[i] = (accumulate ? y[i] : 0.0f) + b[i % N];
+}
+
+__global__ void lse_kernel(double* lse, const float* logits, int V) {
+  const float* r = logits + size_t(blockIdx.x) * V;
+  const float neg_inf = __int_as_float(0xff800000);
+  float mx = neg_inf;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, r[v]);
+  __shared__ float part[32];
+  mx = warp_max(mx);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = mx;
+  __syncthreads();
+  float all = neg_inf;
+  for (int w = 0; w < int(blockDim.x >> 5); w++) all = fmaxf(all, part[w]);
+  double s = 0;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) s += exp(double(r[v]) - double(all));
+  s = block_sum(s);
+  if (threadIdx.x == 0) lse[blockIdx.x] = double(all) + log(s);
+}
+
+}  // namespace
+
+void* cublas_create(void* stream) {
+  cublasHandle_t h = nullptr;
+  ZO_CUBLAS_CHECK(cublasCreate(&h));
+  ZO_CUBLAS_CHECK(cublasSetStream(h, static_cast<cudaStream_t>(stream)));
+  return h;
+}
+
+void cublas_destroy(void* handle) { cublasDestroy(static_cast<cublasHandle_t>(handle)); }
+
+void linear(void* handle, float* y, const float* x, const float* W, const float* b, int M, int N, int K,
+            bool accumulate, GemmMode mode, void* stream) {
+  auto h = static_cast<cublasHandle_t>(handle);
+  float beta = accumulate ? 1.0f : 0.0f;
+  if (b) {
+    bias_rows_kernel<<<blocks_for(size_t(M) * N), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(y, b, M, N,
+                                                                                                    accumulate);
+    check_launch("bias_rows");
+    beta = 1.0f;
+  }
+  const float alpha = 1.0f;
+  // Row-major y[M,N] = x[M,K] W[N,K]^T is column-major y^T[N,M] = W^T... i.e. C = op(W) * x^T with
+  // W viewed column-major as [K,N] (transposed) and x as [K,M].
+  cublasComputeType_t ct = mode == GemmMode::F32 ? CUBLAS_COMPUTE_32F
+                           : mode == GemmMode::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                    : CUBLAS_COMPUTE_32F_FAST_16BF;
+  ZO_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, W, CUDA_R_32F, K, x, CUDA_R_32F, K,
+                               &beta, y, CUDA_R_32F, N, ct, CUBLAS_GEMM_DEFAULT));
+}
+
+void layernorm(float* out, const float* x, const float* w, const float* b, int M, int C, float eps, void* stream) {
+  if (M <= 0) return;
+  layernorm_kernel<<<M, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(out, x, w, b, C, eps);
+  check_launch("layernorm");
+}
+
+void rmsnorm(float* out, const float* x, const float* w, int M, int C, float eps, void* stream) {
+  if (M <= 0) return;
+  rmsnorm_kernel<<<M, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(out, x, w, C, eps);
+  check_launch("rmsnorm");
+}
+
+void relu_inplace(float* x, size_t n, void* stream) {
+  if (n == 0) return;
+  relu_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, n);
+  check_launch("relu");
+}
+
+void swiglu(float* out, const float* gu, int M, int F, void* stream) {
+  if (M <= 0) return;
+  swiglu_kernel<<<blocks_for(size_t(M) * F), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(out, gu, M, F);
+  check_launch("swiglu");
+}
+
+void add_inplace(float* x, const float* y, size_t n, void* stream) {
+  if (n == 0) return;
+  add_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, y, n);
+  check_launch("add");
+}
+
+void rope_apply(float* x, int M, int ld, int n_heads, int head_dim, const int32_t* pos, const float* cos_t,
+                const float* sin_t, void* stream) {
+  if (M <= 0) return;
+  size_t n = size_t(M) * n_heads * (head_dim / 2);
+  rope_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, M, ld, n_heads, head_dim, pos,
+                                                                                   cos_t, sin_t);
+  check_launch("rope");
+}
+
+void embed_rows(float* out, const float* table, const int32_t* ids, int N, int C, void* stream) {
+  if (N <= 0) return;
+  embed_kernel<<<N, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(out, table, ids, C);
+  check_launch("embed_rows");
+}
+
+void attention(const AttnArgs* seqs, int n_seqs, void* stream) {
+  if (n_seqs <= 0) return;
+  auto st = static_cast<cudaStream_t>(stream);
+  int max_nq = 0, heads = 0, D = seqs[0].head_dim;
+  for (int s = 0; s < n_seqs; s++) {
+    max_nq = std::max(max_nq, seqs[s].n_q);
+    heads = std::max(heads, seqs[s].n_heads);
+    ZO_CHECK(seqs[s].head_dim == D, "cuda::attention: mixed head sizes in one batch");
+  }
+  ZO_CHECK(D == 64 || D == 128, "cuda::attention: head_dim {} (64 and 128 are implemented)", D);
+  AttnArgs* dev = nullptr;
+  ZO_CUDA_CHECK(cudaMallocAsync(&dev, sizeof(AttnArgs) * size_t(n_seqs), st));
+  ZO_CUDA_CHECK(cudaMemcpyAsync(dev, seqs, sizeof(AttnArgs) * size_t(n_seqs), cudaMemcpyHostToDevice, st));
+  const int warps = 4;
+  dim3 grid(unsigned((max_nq + warps - 1) / warps), unsigned(n_seqs), unsigned(heads));
+  const size_t shmem = sizeof(float) * size_t(warps) * size_t(D);
+  if (D == 64)
+    attention_kernel<2><<<grid, 32 * warps, shmem, st>>>(dev);
+  else
+    attention_kernel<4><<<grid, 32 * warps, shmem, st>>>(dev);
+  check_launch("attention");
+  ZO_CUDA_CHECK(cudaFreeAsync(dev, st));
+}
+
+void logsumexp_rows(double* lse, const float* logits, int M, int V, void* stream) {
+  if (M <= 0) return;
+  lse_kernel<<<M, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(lse, logits, V);
+  check_launch("logsumexp_rows");
+}
+
+}  // namespace zo::cuda

@@ -1,0 +1,37 @@
+// Device mirrors of core/ops.h (the CPU reference): same arguments, device pointers, plus a stream
+// (cudaStream_t as void*). Launch failures throw zo::Error naming the kernel. Tested against the
+// CPU kernels by tests/test_cuda_ops.cpp on a GPU.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/ops.h"
+
+namespace zo::cuda {
+
+// How cuBLAS multiplies f32 operands: exact f32, TF32 tensor cores, or BF16 tensor cores (inputs
+// rounded to bf16, f32 accumulation).
+enum class GemmMode { F32, TF32, BF16 };
+
+// y[M,N] = x[M,K] @ W[N,K]^T (+ b[N]) (+ y if accumulate), through cuBLAS. handle: cublasHandle_t.
+void linear(void* handle, float* y, const float* x, const float* W, const float* b, int M, int N, int K,
+            bool accumulate, GemmMode mode, void* stream);
+void* cublas_create(void* stream);  // a cuBLAS handle bound to the stream
+void cublas_destroy(void* handle);
+
+void layernorm(float* out, const float* x, const float* w, const float* b, int M, int C, float eps, void* stream);
+void rmsnorm(float* out, const float* x, const float* w, int M, int C, float eps, void* stream);
+void relu_inplace(float* x, size_t n, void* stream);
+void swiglu(float* out, const float* gu, int M, int F, void* stream);
+void add_inplace(float* x, const float* y, size_t n, void* stream);
+void rope_apply(float* x, int M, int ld, int n_heads, int head_dim, const int32_t* pos, const float* cos_t,
+                const float* sin_t, void* stream);
+// out[i, :] = table[ids[i], :] for i < N (row width C).
+void embed_rows(float* out, const float* table, const int32_t* ids, int N, int C, void* stream);
+// Causal attention for a batch of sequences; `seqs` is a HOST array whose pointers are device
+// pointers. One warp per query row with an online softmax: no score matrix is ever stored.
+void attention(const AttnArgs* seqs, int n_seqs, void* stream);
+// lse[r] = logsumexp(logits[r, :V]) accumulated in f64 (as the CPU).
+void logsumexp_rows(double* lse, const float* logits, int M, int V, void* stream);
+
+}  // namespace zo::cuda

@@ -1,0 +1,184 @@
+// The device kernels (core/cuda/ops.h) against the CPU reference (core/ops.h) on random inputs,
+// with tolerances per kernel and GEMM mode. Skips without a GPU.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/cuda/check.h"
+#include "core/cuda/ops.h"
+#include "core/cuda/perturb.h"
+#include "core/ops.h"
+
+using namespace zo;
+
+namespace {
+
+template <typename T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(const std::vector<T>& h) : n(h.size()) {
+    ZO_CUDA_CHECK(cudaMalloc(&p, sizeof(T) * std::max<size_t>(n, 1)));
+    ZO_CUDA_CHECK(cudaMemcpy(p, h.data(), sizeof(T) * n, cudaMemcpyHostToDevice));
+  }
+  explicit Dev(size_t count) : n(count) { ZO_CUDA_CHECK(cudaMalloc(&p, sizeof(T) * std::max<size_t>(n, 1))); }
+  ~Dev() { cudaFree(p); }
+  std::vector<T> host() const {
+    std::vector<T> h(n);
+    ZO_CUDA_CHECK(cudaDeviceSynchronize());
+    ZO_CUDA_CHECK(cudaMemcpy(h.data(), p, sizeof(T) * n, cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+std::vector<float> randn(size_t n, float sd, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel, double abs,
+                  const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); i++) {
+    double err = std::fabs(double(got[i]) - want[i]) / (abs + rel * std::fabs(double(want[i])));
+    worst = std::max(worst, err);
+    ASSERT_LE(err, 1.0) << what << " at " << i << ": " << got[i] << " vs " << want[i];
+  }
+}
+
+#define REQUIRE_GPU() \
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)"
+
+}  // namespace
+
+TEST(CudaOps, LinearInEveryGemmMode) {
+  REQUIRE_GPU();
+  const int M = 37, N = 96, K = 200;
+  auto x = randn(size_t(M) * K, 1.0f, 1), W = randn(size_t(N) * K, 0.05f, 2), b = randn(N, 0.1f, 3);
+  std::vector<float> want(size_t(M) * N);
+  linear(want.data(), x.data(), W.data(), b.data(), M, N, K);
+  void* h = cuda::cublas_create(nullptr);
+  Dev<float> dx(x), dW(W), db(b), dy(size_t(M) * N);
+  struct Mode {
+    cuda::GemmMode m;
+    double rel, abs;
+  };
+  for (Mode md : {Mode{cuda::GemmMode::F32, 1e-4, 1e-5}, Mode{cuda::GemmMode::TF32, 1e-2, 1e-2},
+                  Mode{cuda::GemmMode::BF16, 3e-2, 3e-2}}) {
+    cuda::linear(h, dy.p, dx.p, dW.p, db.p, M, N, K, false, md.m, nullptr);
+    expect_close(dy.host(), want, md.rel, md.abs, "linear");
+  }
+  cuda::cublas_destroy(h);
+}
+
+TEST(CudaOps, NormsActivationsRopeEmbeddings) {
+  REQUIRE_GPU();
+  const int M = 19, C = 576, F = 300;
+  auto x = randn(size_t(M) * C, 2.0f, 4), w = randn(C, 1.0f, 5), b = randn(C, 0.1f, 6);
+  std::vector<float> want(x.size());
+  Dev<float> dx(x), dw(w), db(b), dout(x.size());
+  layernorm(want.data(), x.data(), w.data(), b.data(), M, C, 1e-5f);
+  cuda::layernorm(dout.p, dx.p, dw.p, db.p, M, C, 1e-5f, nullptr);
+  expect_close(dout.host(), want, 1e-5, 1e-6, "layernorm");
+  rmsnorm(want.data(), x.data(), w.data(), M, C, 1e-6f);
+  cuda::rmsnorm(dout.p, dx.p, dw.p, M, C, 1e-6f, nullptr);
+  expect_close(dout.host(), want, 1e-5, 1e-6, "rmsnorm");
+
+  auto gu = randn(size_t(M) * 2 * F, 3.0f, 7);
+  std::vector<float> sw(size_t(M) * F);
+  swiglu(sw.data(), gu.data(), M, F);
+  Dev<float> dgu(gu), dsw(sw.size());
+  cuda::swiglu(dsw.p, dgu.p, M, F, nullptr);
+  expect_close(dsw.host(), sw, 1e-5, 1e-6, "swiglu");
+
+  std::vector<float> r(x);
+  relu_inplace(r.data(), r.size());
+  Dev<float> dr(x);
+  cuda::relu_inplace(dr.p, x.size(), nullptr);
+  expect_close(dr.host(), r, 0, 0 + 1e-30, "relu");
+  std::vector<float> s(x);
+  add_inplace(s.data(), r.data(), s.size());
+  Dev<float> ds(x), dr2(r);
+  cuda::add_inplace(ds.p, dr2.p, x.size(), nullptr);
+  expect_close(ds.host(), s, 0, 1e-30, "add");
+
+  const int H = 9, D = 64, maxp = 64;
+  std::vector<float> cs(size_t(maxp) * D / 2), sn(cs.size());
+  rope_tables(cs.data(), sn.data(), maxp, D, 10000.0f);
+  std::vector<int32_t> pos(M);
+  for (int i = 0; i < M; i++) pos[size_t(i)] = (i * 7) % maxp;
+  auto q = randn(size_t(M) * H * D, 1.0f, 8);
+  std::vector<float> qr(q);
+  rope_apply(qr.data(), M, H * D, H, D, pos.data(), cs.data(), sn.data());
+  Dev<float> dq(q), dcs(cs), dsn(sn);
+  Dev<int32_t> dpos(pos);
+  cuda::rope_apply(dq.p, M, H * D, H, D, dpos.p, dcs.p, dsn.p, nullptr);
+  expect_close(dq.host(), qr, 1e-6, 1e-6, "rope");
+
+  auto table = randn(size_t(50) * C, 1.0f, 9);
+  std::vector<int32_t> ids = {3, 49, 0, 3, 17};
+  Dev<float> dt(table), de(ids.size() * C);
+  Dev<int32_t> dids(ids);
+  cuda::embed_rows(de.p, dt.p, dids.p, int(ids.size()), C, nullptr);
+  auto e = de.host();
+  for (size_t i = 0; i < ids.size(); i++)
+    for (int c = 0; c < C; c++) ASSERT_EQ(e[i * C + size_t(c)], table[size_t(ids[i]) * C + size_t(c)]);
+}
+
+TEST(CudaOps, CausalAttentionWithGqaAndAPrefix) {
+  REQUIRE_GPU();
+  for (int D : {64, 128}) {
+    const int H = 8, Hkv = 2, Q = H * D, KV = Hkv * D;
+    struct S {
+      int n_q, n_kv;
+    };
+    std::vector<S> shapes = {{37, 37}, {1, 90}, {70, 100}, {5, 5}};  // {1, 90}: a decode step after 89 cached
+    std::vector<std::vector<float>> qs, ks, vs, outs;
+    for (size_t s = 0; s < shapes.size(); s++) {
+      qs.push_back(randn(size_t(shapes[s].n_q) * Q, 1.0f, 10 + uint32_t(s)));
+      ks.push_back(randn(size_t(shapes[s].n_kv) * KV, 1.0f, 20 + uint32_t(s)));
+      vs.push_back(randn(size_t(shapes[s].n_kv) * KV, 1.0f, 30 + uint32_t(s)));
+      outs.emplace_back(size_t(shapes[s].n_q) * Q);
+    }
+    std::vector<AttnArgs> cpu, gpu;
+    std::vector<std::unique_ptr<Dev<float>>> keep;
+    for (size_t s = 0; s < shapes.size(); s++) {
+      AttnArgs a{outs[s].data(), Q, qs[s].data(), Q, ks[s].data(), KV, vs[s].data(), KV, shapes[s].n_q,
+                 shapes[s].n_kv, shapes[s].n_kv - shapes[s].n_q, H, Hkv, D, 1.0f / std::sqrt(float(D))};
+      cpu.push_back(a);
+      keep.push_back(std::make_unique<Dev<float>>(qs[s]));
+      keep.push_back(std::make_unique<Dev<float>>(ks[s]));
+      keep.push_back(std::make_unique<Dev<float>>(vs[s]));
+      keep.push_back(std::make_unique<Dev<float>>(outs[s].size()));
+      size_t k = keep.size();
+      a.q = keep[k - 4]->p;
+      a.k = keep[k - 3]->p;
+      a.v = keep[k - 2]->p;
+      a.out = keep[k - 1]->p;
+      gpu.push_back(a);
+    }
+    attention(cpu.data(), int(cpu.size()));
+    cuda::attention(gpu.data(), int(gpu.size()), nullptr);
+    for (size_t s = 0; s < shapes.size(); s++) expect_close(keep[4 * s + 3]->host(), outs[s], 1e-4, 1e-5, "attention");
+  }
+}
+
+TEST(CudaOps, LogSumExpRows) {
+  REQUIRE_GPU();
+  const int M = 7, V = 49152;
+  auto logits = randn(size_t(M) * V, 4.0f, 11);
+  std::vector<double> want(M);
+  logsumexp_rows(want.data(), logits.data(), M, V);
+  Dev<float> dl(logits);
+  Dev<double> dlse(static_cast<size_t>(M));
+  cuda::logsumexp_rows(dlse.p, dl.p, M, V, nullptr);
+  auto got = dlse.host();
+  for (int r = 0; r < M; r++) EXPECT_NEAR(got[size_t(r)], want[size_t(r)], 1e-9 * std::fabs(want[size_t(r)]));
+}
