@@ -21,7 +21,7 @@ INC=(-I"$ROOT" -I"$ROOT/bench/gpu_support")
 [[ -d "$ROOT/.gpu/include" ]] && INC+=(-I"$ROOT/.gpu/include")
 LIBS=()
 if [[ -f "$ROOT/.gpu/lib/libgtest.a" ]]; then LIBS+=("$ROOT/.gpu/lib/libgtest.a"); else LIBS+=(-lgtest); fi
-CXXF=(-O3 -std=c++17 -fopenmp -ffp-contract=off -fno-math-errno -DFMT_HEADER_ONLY "${INC[@]}")
+CXXF=(-O3 -std=c++20 -fopenmp -ffp-contract=off -fno-math-errno -DFMT_HEADER_ONLY "${INC[@]}")
 NVF=(-O3 -std=c++17 -arch=sm_$ARCH --fmad=false --prec-div=true --prec-sqrt=true -DFMT_HEADER_ONLY "${INC[@]}")
 step() { echo "== $*" | tee -a "$OUT/log.txt"; }
 {
@@ -40,6 +40,14 @@ nvcc "${NVF[@]}" -c "$ROOT/core/cuda/ops.cu" -o "$B/cuda_ops.o" >>"$OUT/log.txt"
 # The CPU reference kernels, over a plain-loop CBLAS (no OpenBLAS on the GPU machine).
 g++ "${CXXF[@]}" -c "$ROOT/core/ops.cpp" -o "$B/ops.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
 gcc -O2 -fopenmp -c "$ROOT/bench/gpu_support/cblas.c" -o "$B/cblas.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
+# The model code the GPU engine and its test need (loading checkpoints, the CPU Engine reference).
+MODEL_OBJS=()
+for f in core/dtype core/mmap models/model models/config models/load models/safetensors models/gguf \
+         models/gguf_quant models/forward; do
+  g++ "${CXXF[@]}" -c "$ROOT/$f.cpp" -o "$B/$(basename $f).o" >>"$OUT/log.txt" 2>&1 || ok_build=0
+  MODEL_OBJS+=("$B/$(basename $f).o")
+done
+nvcc "${NVF[@]}" -c "$ROOT/offload/gpu_engine.cu" -o "$B/gpu_engine.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
 # gtest_main: a tiny one here (zo's own selects OpenBLAS kernels, which this build has none of).
 printf '#include <gtest/gtest.h>\nint main(int c, char** v) { ::testing::InitGoogleTest(&c, v); return RUN_ALL_TESTS(); }\n' > "$B/main.cpp"
 g++ "${CXXF[@]}" -c "$B/main.cpp" -o "$B/main.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
@@ -49,11 +57,16 @@ nvcc -arch=sm_$ARCH "$B/test.o" "$B/main.o" "$B/perturb.o" "$B/cuda_perturb.o" "
 nvcc "${NVF[@]}" -x cu -c "$ROOT/tests/test_cuda_ops.cpp" -o "$B/test_ops.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
 nvcc -arch=sm_$ARCH "$B/test_ops.o" "$B/main.o" "$B/ops.o" "$B/cblas.o" "$B/perturb.o" "$B/cuda_perturb.o" \
   "$B/cuda_ops.o" "${LIBS[@]}" -lcublas -Xcompiler -fopenmp -o "$B/test_cuda_ops" >>"$OUT/log.txt" 2>&1 || ok_build=0
+nvcc "${NVF[@]}" -x cu -DZO_TEST_DATA="\"$ROOT/tests/data\"" -c "$ROOT/tests/test_cuda_forward.cpp" -o "$B/test_fwd.o" \
+  >>"$OUT/log.txt" 2>&1 || ok_build=0
+nvcc -arch=sm_$ARCH "$B/test_fwd.o" "$B/main.o" "$B/gpu_engine.o" "${MODEL_OBJS[@]}" "$B/ops.o" "$B/cblas.o" \
+  "$B/perturb.o" "$B/cuda_perturb.o" "$B/cuda_ops.o" "${LIBS[@]}" -lcublas -Xcompiler -fopenmp \
+  -o "$B/test_cuda_forward" >>"$OUT/log.txt" 2>&1 || ok_build=0
 nvcc "${NVF[@]}" "$ROOT/bench/gpu_probe.cu" "$B/cuda_perturb.o" "$B/perturb.o" -Xcompiler -fopenmp \
   -o "$B/gpu_probe" >>"$OUT/log.txt" 2>&1 || ok_build=0
 step "tests"
 tests=""
-for t in test_cuda_perturb test_cuda_ops; do
+for t in test_cuda_perturb test_cuda_ops test_cuda_forward; do
   if [[ -x "$B/$t" ]]; then
     timeout 150 "$B/$t" > "$OUT/$t.txt" 2>&1
     tests+="$t: $(grep -E "^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test" "$OUT/$t.txt" | tr '\n' ' ') "

@@ -117,7 +117,7 @@ __global__ void embed_kernel(float* out, const float* table, const int32_t* ids,
 // One warp per (sequence, head, query row). The scaled query sits in shared memory; lanes take
 // keys 32 at a time; the running max, the denominator and D/32 output values per lane stay in
 // registers (online softmax): no score row is ever stored.
-template <int DL>  // head_dim / 32
+template <int DL>  // ceil(head_dim / 32)
 __global__ void attention_kernel(const AttnArgs* seqs) {
   extern __shared__ float qs_all[];
   const AttnArgs a = seqs[blockIdx.y];
@@ -125,11 +125,12 @@ __global__ void attention_kernel(const AttnArgs* seqs) {
   const int i = int(blockIdx.x) * int(blockDim.x >> 5) + warp;  // query row
   const int h = int(blockIdx.z);
   if (i >= a.n_q || h >= a.n_heads) return;  // whole warps leave together
-  constexpr int D = 32 * DL;
+  const int D = a.head_dim;
   const int g = h / (a.n_heads / a.n_kv_heads);
-  float* qs = qs_all + warp * D;
+  float* qs = qs_all + warp * 32 * DL;
   const float* q = a.q + size_t(i) * a.ldq + size_t(h) * D;
-  for (int k = 0; k < DL; k++) qs[lane + 32 * k] = q[lane + 32 * k] * a.scale;
+  for (int k = 0; k < DL; k++)
+    if (lane + 32 * k < D) qs[lane + 32 * k] = q[lane + 32 * k] * a.scale;
   __syncwarp();
   const float neg_inf = __int_as_float(0xff800000);
   float m = neg_inf, l = 0.0f, acc[DL];
@@ -153,12 +154,14 @@ __global__ void attention_kernel(const AttnArgs* seqs) {
     for (int t = 0; t < cnt; t++) {
       const float pt = __shfl_sync(0xffffffffu, p, t);
       const float* vr = a.v + size_t(j0 + t) * a.ldv + size_t(g) * D;
-      for (int k = 0; k < DL; k++) acc[k] += pt * vr[lane + 32 * k];
+      for (int k = 0; k < DL; k++)
+        if (lane + 32 * k < D) acc[k] += pt * vr[lane + 32 * k];
     }
     m = mnew;
   }
   float* o = a.out + size_t(i) * a.ldo + size_t(h) * D;
-  for (int k = 0; k < DL; k++) o[lane + 32 * k] = acc[k] / l;
+  for (int k = 0; k < DL; k++)
+    if (lane + 32 * k < D) o[lane + 32 * k] = acc[k] / l;
 }
 
 // y[m, :] = b (or y[m, :] += b): the bias seeds the GEMM's accumulator.
@@ -270,14 +273,17 @@ void attention(const AttnArgs* seqs, int n_seqs, void* stream) {
     heads = std::max(heads, seqs[s].n_heads);
     ZO_CHECK(seqs[s].head_dim == D, "cuda::attention: mixed head sizes in one batch");
   }
-  ZO_CHECK(D == 64 || D == 128, "cuda::attention: head_dim {} (64 and 128 are implemented)", D);
+  ZO_CHECK(D >= 1 && D <= 128, "cuda::attention: head_dim {} (up to 128 is implemented)", D);
   AttnArgs* dev = nullptr;
   ZO_CUDA_CHECK(cudaMallocAsync(&dev, sizeof(AttnArgs) * size_t(n_seqs), st));
   ZO_CUDA_CHECK(cudaMemcpyAsync(dev, seqs, sizeof(AttnArgs) * size_t(n_seqs), cudaMemcpyHostToDevice, st));
   const int warps = 4;
   dim3 grid(unsigned((max_nq + warps - 1) / warps), unsigned(n_seqs), unsigned(heads));
-  const size_t shmem = sizeof(float) * size_t(warps) * size_t(D);
-  if (D == 64)
+  const int DL = (D + 31) / 32;
+  const size_t shmem = sizeof(float) * size_t(warps) * 32 * size_t(DL == 3 ? 4 : DL);
+  if (DL == 1)
+    attention_kernel<1><<<grid, 32 * warps, shmem, st>>>(dev);
+  else if (DL == 2)
     attention_kernel<2><<<grid, 32 * warps, shmem, st>>>(dev);
   else
     attention_kernel<4><<<grid, 32 * warps, shmem, st>>>(dev);
