@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "core/cuda/check.h"
 #include "core/cuda/perturb.h"
+#include "core/philox.h"
 
 namespace zo {
 
@@ -15,6 +17,10 @@ template <typename T>
 struct DevBuf {
   T* p = nullptr;
   size_t n = 0;
+  DevBuf() = default;
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  DevBuf(DevBuf&& o) noexcept : p(std::exchange(o.p, nullptr)), n(std::exchange(o.n, 0)) {}
   void reserve(size_t want) {
     if (want <= n) return;
     if (p) cudaFree(p);
@@ -37,6 +43,10 @@ struct GpuEngine::Impl {
   DevBuf<float> x, h, qkv, att, ffn, ffn2, hf, logits;
   DevBuf<int32_t> ids, pos, rows;
   DevBuf<double> lse;
+  DevBuf<float> mom;  // momentum state (OptKind::Momentum), arena layout
+
+  void prepare(const Batch& b, size_t n_rows);
+  std::vector<double> head_logprobs(const float* xs, const std::vector<int32_t>& rows, const std::vector<int32_t>& ids);
 
   Impl(const Model& model, cuda::GemmMode md) : m(model), mode(md) {
     ZO_CHECK(cuda::device_count() > 0, "GpuEngine: no CUDA device");
@@ -73,33 +83,42 @@ struct GpuEngine::Impl {
     cuda::linear(blas, y, xin, W, b, M, N, K, acc, mode, st);
   }
 
-  void embed(const Batch& b) {
+  // Global weights of the version being run: the masters, or perturbed copies (gver).
+  const float* gsrc[kNumGlobalRoles] = {};
+  const float* G(GlobalRole r) const { return gsrc[r] ? gsrc[r] : global(r); }
+
+  void embed(const Batch& b) { embed_into(b, x.p); }
+  void embed_into(const Batch& b, float* xo) {
     const ModelConfig& c = m.cfg;
     const int N = b.n_tokens(), C = c.hidden, Ce = c.embed_dim;
-    float* dst = c.has_projection() ? h.p : x.p;
-    cuda::embed_rows(dst, global(kEmbed), ids.p, N, Ce, st);
+    float* dst = c.has_projection() ? h.p : xo;
+    cuda::embed_rows(dst, G(kEmbed), ids.p, N, Ce, st);
     if (c.arch != Arch::OPT) return;
-    if (c.has_projection()) linear(x.p, dst, global(kProjIn), nullptr, N, C, Ce);
+    if (c.has_projection()) linear(xo, dst, G(kProjIn), nullptr, N, C, Ce);
     // Learned positions (HF's offset of 2 rows): gather rows pos + 2, then add.
     std::vector<int32_t> p2(b.pos);
     for (auto& v : p2) v += 2;
     ZO_CUDA_CHECK(cudaMemcpyAsync(rows.p, p2.data(), sizeof(int32_t) * p2.size(), cudaMemcpyHostToDevice, st));
-    cuda::embed_rows(h.p, global(kPosEmbed), rows.p, N, C, st);
-    cuda::add_inplace(x.p, h.p, size_t(N) * C, st);
+    cuda::embed_rows(h.p, G(kPosEmbed), rows.p, N, C, st);
+    cuda::add_inplace(xo, h.p, size_t(N) * C, st);
   }
 
-  void block(int l, const Batch& b) {
+  void block(int l, const Batch& b) { block_with(l, b, w.p + m.block_begin(l), x.p); }
+
+  // One block over hidden states xs with the block's weights at wbase (arena layout of the block).
+  void block_with(int l, const Batch& b, const float* wbase, float* xs) {
     const ModelConfig& c = m.cfg;
     const int N = b.n_tokens(), C = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), D = c.head_dim, F = c.ffn_dim;
     const int ld = Q + 2 * KV;
     const bool opt = c.arch == Arch::OPT;
-    BlockView v = m.block_view_at(l, w.p + m.block_begin(l));
-    const float* a_in = x.p;
+    BlockView v = m.block_view_at(l, wbase);
+    float* const xp = xs;
+    const float* a_in = xp;
     if (opt && c.pre_ln) {
-      cuda::layernorm(h.p, x.p, v[kLn1W], v[kLn1B], N, C, c.norm_eps, st);
+      cuda::layernorm(h.p, xp, v[kLn1W], v[kLn1B], N, C, c.norm_eps, st);
       a_in = h.p;
     } else if (!opt) {
-      cuda::rmsnorm(h.p, x.p, v[kLn1W], N, C, c.norm_eps, st);
+      cuda::rmsnorm(h.p, xp, v[kLn1W], N, C, c.norm_eps, st);
       a_in = h.p;
     }
     linear(qkv.p, a_in, v[kQW], v[kQB], N, ld, C);
@@ -115,25 +134,25 @@ struct GpuEngine::Impl {
                                  1.0f / std::sqrt(float(D))};
     }
     cuda::attention(args.data(), int(args.size()), st);
-    linear(x.p, att.p, v[kOW], v[kOB], N, C, Q, true);
-    if (opt && !c.pre_ln) cuda::layernorm(x.p, x.p, v[kLn1W], v[kLn1B], N, C, c.norm_eps, st);
-    const float* f_in = x.p;
+    linear(xp, att.p, v[kOW], v[kOB], N, C, Q, true);
+    if (opt && !c.pre_ln) cuda::layernorm(xp, xp, v[kLn1W], v[kLn1B], N, C, c.norm_eps, st);
+    const float* f_in = xp;
     if (opt && c.pre_ln) {
-      cuda::layernorm(h.p, x.p, v[kLn2W], v[kLn2B], N, C, c.norm_eps, st);
+      cuda::layernorm(h.p, xp, v[kLn2W], v[kLn2B], N, C, c.norm_eps, st);
       f_in = h.p;
     } else if (!opt) {
-      cuda::rmsnorm(h.p, x.p, v[kLn2W], N, C, c.norm_eps, st);
+      cuda::rmsnorm(h.p, xp, v[kLn2W], N, C, c.norm_eps, st);
       f_in = h.p;
     }
     if (opt) {
       linear(ffn.p, f_in, v[kInW], v[kInB], N, F, C);
       cuda::relu_inplace(ffn.p, size_t(N) * F, st);
-      linear(x.p, ffn.p, v[kOutW], v[kOutB], N, C, F, true);
-      if (!c.pre_ln) cuda::layernorm(x.p, x.p, v[kLn2W], v[kLn2B], N, C, c.norm_eps, st);
+      linear(xp, ffn.p, v[kOutW], v[kOutB], N, C, F, true);
+      if (!c.pre_ln) cuda::layernorm(xp, xp, v[kLn2W], v[kLn2B], N, C, c.norm_eps, st);
     } else {
       linear(ffn.p, f_in, v[kInW], v[kInB], N, 2 * F, C);
       cuda::swiglu(ffn2.p, ffn.p, N, F, st);
-      linear(x.p, ffn2.p, v[kOutW], v[kOutB], N, C, F, true);
+      linear(xp, ffn2.p, v[kOutW], v[kOutB], N, C, F, true);
     }
   }
 };
@@ -147,71 +166,190 @@ size_t GpuEngine::device_bytes() const {
   return sizeof(float) * (I.w.n + I.x.n + I.h.n + I.qkv.n + I.att.n + I.ffn.n + I.ffn2.n + I.hf.n + I.logits.n);
 }
 
-std::vector<double> GpuEngine::target_logprobs(const Batch& b, const std::vector<int32_t>& rows,
-                                               const std::vector<int32_t>& ids) {
-  ZO_CHECK(rows.size() == ids.size(), "target_logprobs: {} rows but {} ids", rows.size(), ids.size());
-  Impl& I = *p_;
-  const ModelConfig& c = I.m.cfg;
-  const int N = b.n_tokens(), C = c.hidden, Ce = c.embed_dim, V = c.vocab_size;
+namespace {
+uint64_t tid_of(const Param& p) { return rng::fnv1a64(p.name.data(), p.name.size()); }
+}  // namespace
+
+void GpuEngine::Impl::prepare(const Batch& b, size_t n_rows) {
+  const ModelConfig& c = m.cfg;
+  const int N = b.n_tokens(), V = c.vocab_size;
   for (int32_t id : b.ids) ZO_CHECK(id >= 0 && id < V, "token id {} out of range [0, {})", id, V);
+  const size_t wide = size_t(std::max(c.hidden, c.embed_dim));
+  x.reserve(size_t(N) * wide);
+  h.reserve(size_t(N) * wide);
+  qkv.reserve(size_t(N) * (c.q_dim() + 2 * c.kv_dim()));
+  att.reserve(size_t(N) * c.q_dim());
+  ffn.reserve(size_t(N) * 2 * c.ffn_dim);
+  ffn2.reserve(size_t(N) * c.ffn_dim);
+  ids.reserve(size_t(N));
+  pos.reserve(size_t(N));
+  rows.reserve(std::max<size_t>(size_t(N), n_rows));
+  ZO_CUDA_CHECK(cudaMemcpyAsync(ids.p, b.ids.data(), sizeof(int32_t) * size_t(N), cudaMemcpyHostToDevice, st));
+  ZO_CUDA_CHECK(cudaMemcpyAsync(pos.p, b.pos.data(), sizeof(int32_t) * size_t(N), cudaMemcpyHostToDevice, st));
+}
+
+std::vector<double> GpuEngine::Impl::head_logprobs(const float* xs, const std::vector<int32_t>& rws,
+                                                   const std::vector<int32_t>& tgt) {
+  ZO_CHECK(rws.size() == tgt.size(), "target_logprobs: {} rows but {} ids", rws.size(), tgt.size());
+  const ModelConfig& c = m.cfg;
+  const int C = c.hidden, Ce = c.embed_dim, V = c.vocab_size;
   const size_t wide = size_t(std::max(C, Ce));
-  I.x.reserve(size_t(N) * wide);
-  I.h.reserve(size_t(N) * wide);
-  I.qkv.reserve(size_t(N) * (c.q_dim() + 2 * c.kv_dim()));
-  I.att.reserve(size_t(N) * c.q_dim());
-  I.ffn.reserve(size_t(N) * 2 * c.ffn_dim);
-  I.ffn2.reserve(size_t(N) * c.ffn_dim);
-  I.ids.reserve(size_t(N));
-  I.pos.reserve(size_t(N));
-  I.rows.reserve(std::max<size_t>(size_t(N), rows.size()));
-  ZO_CUDA_CHECK(cudaMemcpyAsync(I.ids.p, b.ids.data(), sizeof(int32_t) * size_t(N), cudaMemcpyHostToDevice, I.st));
-  ZO_CUDA_CHECK(cudaMemcpyAsync(I.pos.p, b.pos.data(), sizeof(int32_t) * size_t(N), cudaMemcpyHostToDevice, I.st));
-  I.embed(b);
-  for (int l = 0; l < c.n_layers; l++) I.block(l, b);
-  // Head: gather the rows, final norm, project_out, logits in chunks of 128 rows.
-  std::vector<int32_t> uniq(rows);
+  std::vector<int32_t> uniq(rws);
   std::sort(uniq.begin(), uniq.end());
   uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
-  std::vector<double> out(rows.size());
+  std::vector<double> out(rws.size());
   constexpr int kChunk = 128;
-  I.hf.reserve(size_t(kChunk) * (wide + size_t(Ce)));
-  I.logits.reserve(size_t(kChunk) * V);
-  I.lse.reserve(kChunk);
+  hf.reserve(size_t(kChunk) * (wide + size_t(Ce)));
+  logits.reserve(size_t(kChunk) * V);
+  lse.reserve(kChunk);
+  rows.reserve(kChunk);
   std::vector<float> host_logits;
   std::vector<double> host_lse(kChunk);
-  const float* head = I.global(kLmHead) ? I.global(kLmHead) : I.global(kEmbed);
+  const float* head = G(kLmHead) ? G(kLmHead) : G(kEmbed);
   for (size_t r0 = 0; r0 < uniq.size(); r0 += kChunk) {
     const int R = int(std::min<size_t>(kChunk, uniq.size() - r0));
-    ZO_CUDA_CHECK(cudaMemcpyAsync(I.rows.p, uniq.data() + r0, sizeof(int32_t) * size_t(R), cudaMemcpyHostToDevice, I.st));
-    float* g = I.hf.p;
-    cuda::embed_rows(g, I.x.p, I.rows.p, R, C, I.st);  // a row gather
+    ZO_CUDA_CHECK(cudaMemcpyAsync(rows.p, uniq.data() + r0, sizeof(int32_t) * size_t(R), cudaMemcpyHostToDevice, st));
+    float* g = hf.p;
+    cuda::embed_rows(g, xs, rows.p, R, C, st);  // a row gather
     if (c.final_norm) {
       if (c.arch == Arch::OPT)
-        cuda::layernorm(g, g, I.global(kFinalNormW), I.global(kFinalNormB), R, C, c.norm_eps, I.st);
+        cuda::layernorm(g, g, G(kFinalNormW), G(kFinalNormB), R, C, c.norm_eps, st);
       else
-        cuda::rmsnorm(g, g, I.global(kFinalNormW), R, C, c.norm_eps, I.st);
+        cuda::rmsnorm(g, g, G(kFinalNormW), R, C, c.norm_eps, st);
     }
-    const float* hf = g;
+    const float* hfin = g;
     if (c.has_projection()) {
-      I.linear(g + size_t(R) * wide, g, I.global(kProjOut), nullptr, R, Ce, C);
-      hf = g + size_t(R) * wide;
+      linear(g + size_t(R) * wide, g, G(kProjOut), nullptr, R, Ce, C);
+      hfin = g + size_t(R) * wide;
     }
-    I.linear(I.logits.p, hf, head, nullptr, R, V, Ce);
-    cuda::logsumexp_rows(I.lse.p, I.logits.p, R, V, I.st);
+    linear(logits.p, hfin, head, nullptr, R, V, Ce);
+    cuda::logsumexp_rows(lse.p, logits.p, R, V, st);
     host_logits.resize(size_t(R) * V);
-    ZO_CUDA_CHECK(cudaMemcpyAsync(host_logits.data(), I.logits.p, sizeof(float) * host_logits.size(),
-                                  cudaMemcpyDeviceToHost, I.st));
-    ZO_CUDA_CHECK(cudaMemcpyAsync(host_lse.data(), I.lse.p, sizeof(double) * size_t(R), cudaMemcpyDeviceToHost, I.st));
-    ZO_CUDA_CHECK(cudaStreamSynchronize(I.st));
-    for (size_t i = 0; i < rows.size(); i++) {
-      auto it = std::lower_bound(uniq.begin() + long(r0), uniq.begin() + long(r0) + R, rows[i]);
-      if (it == uniq.begin() + long(r0) + R || *it != rows[i]) continue;
+    ZO_CUDA_CHECK(cudaMemcpyAsync(host_logits.data(), logits.p, sizeof(float) * host_logits.size(),
+                                  cudaMemcpyDeviceToHost, st));
+    ZO_CUDA_CHECK(cudaMemcpyAsync(host_lse.data(), lse.p, sizeof(double) * size_t(R), cudaMemcpyDeviceToHost, st));
+    ZO_CUDA_CHECK(cudaStreamSynchronize(st));
+    for (size_t i = 0; i < rws.size(); i++) {
+      auto it = std::lower_bound(uniq.begin() + long(r0), uniq.begin() + long(r0) + R, rws[i]);
+      if (it == uniq.begin() + long(r0) + R || *it != rws[i]) continue;
       const size_t r = size_t(it - (uniq.begin() + long(r0)));
-      ZO_CHECK(ids[i] >= 0 && ids[i] < V, "target id {} out of range [0, {})", ids[i], V);
-      out[i] = double(host_logits[r * size_t(V) + size_t(ids[i])]) - host_lse[r];
+      ZO_CHECK(tgt[i] >= 0 && tgt[i] < V, "target id {} out of range [0, {})", tgt[i], V);
+      out[i] = double(host_logits[r * size_t(V) + size_t(tgt[i])]) - host_lse[r];
     }
   }
   return out;
+}
+
+std::vector<double> GpuEngine::target_logprobs(const Batch& b, const std::vector<int32_t>& rows,
+                                               const std::vector<int32_t>& ids) {
+  Impl& I = *p_;
+  I.prepare(b, rows.size());
+  I.embed(b);
+  for (int l = 0; l < I.m.cfg.n_layers; l++) I.block(l, b);
+  return I.head_logprobs(I.x.p, rows, ids);
+}
+
+std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, const std::vector<int32_t>& rows,
+                                                             const std::vector<int32_t>& ids,
+                                                             const std::vector<uint64_t>& seeds,
+                                                             const std::vector<int>& dir,
+                                                             const std::vector<float>& scale, Dist dist,
+                                                             const std::vector<uint8_t>& trainable) {
+  Impl& I = *p_;
+  const Model& m = I.m;
+  const ModelConfig& c = m.cfg;
+  const size_t S = dir.size();
+  ZO_CHECK(S == scale.size() && S > 0, "version_logprobs: {} directions for {} scales", S, scale.size());
+  ZO_CHECK(trainable.size() == m.params.size(), "version_logprobs: trainable mask of the wrong size");
+  I.prepare(b, rows.size());
+  const size_t N = size_t(b.n_tokens()), wide = size_t(std::max(c.hidden, c.embed_dim));
+  std::vector<DevBuf<float>> xs(S);
+  for (auto& xb : xs) xb.reserve(N * wide);
+  DevBuf<float> gver, wver;
+  size_t gnumel = 0;
+  for (const Param& p : m.params)
+    if (p.block < 0) gnumel += p.numel;
+  gver.reserve(gnumel);
+  wver.reserve(m.max_block_numel());
+  auto version = [&](size_t k) { return (dir[k] < 0 || scale[k] == 0.0f) ? -1 : dir[k]; };
+  // Globals of version k, whole tensors (device memory is not the constraint in resident mode).
+  auto set_globals = [&](size_t k) {
+    for (auto& g : I.gsrc) g = nullptr;
+    const int d = version(k);
+    if (d < 0) return;
+    size_t off = 0;
+    for (size_t i = 0; i < m.params.size(); i++) {
+      const Param& p = m.params[i];
+      if (p.block >= 0) continue;
+      if (trainable[i])
+        cuda::perturb_range(gver.p + off, I.w.p + p.offset, scale[k], seeds[size_t(d)], tid_of(p), 0, p.numel, dist,
+                            I.st);
+      else
+        ZO_CUDA_CHECK(cudaMemcpyAsync(gver.p + off, I.w.p + p.offset, sizeof(float) * p.numel,
+                                      cudaMemcpyDeviceToDevice, I.st));
+      I.gsrc[p.role] = gver.p + off;
+      off += p.numel;
+    }
+  };
+  for (size_t k = 0; k < S; k++) {
+    set_globals(k);
+    I.embed_into(b, xs[k].p);
+  }
+  for (int l = 0; l < c.n_layers; l++) {
+    const size_t bb = m.block_begin(l), bn = m.block_end(l) - bb;
+    for (size_t k = 0; k < S; k++) {
+      const int d = version(k);
+      const float* wb = I.w.p + bb;
+      if (d >= 0) {
+        for (size_t i = 0; i < m.params.size(); i++) {
+          const Param& p = m.params[i];
+          if (p.block != l) continue;
+          float* dst = wver.p + (p.offset - bb);
+          if (trainable[i])
+            cuda::perturb_range(dst, I.w.p + p.offset, scale[k], seeds[size_t(d)], tid_of(p), 0, p.numel, dist, I.st);
+          else
+            ZO_CUDA_CHECK(cudaMemcpyAsync(dst, I.w.p + p.offset, sizeof(float) * p.numel, cudaMemcpyDeviceToDevice,
+                                          I.st));
+        }
+        (void)bn;
+        wb = wver.p;
+      }
+      I.block_with(l, b, wb, xs[k].p);
+    }
+  }
+  std::vector<std::vector<double>> out(S);
+  for (size_t k = 0; k < S; k++) {
+    set_globals(k);
+    out[k] = I.head_logprobs(xs[k].p, rows, ids);
+  }
+  for (auto& g : I.gsrc) g = nullptr;
+  ZO_CUDA_CHECK(cudaStreamSynchronize(I.st));
+  return out;
+}
+
+void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind opt, float lr, float wd, float beta,
+                       const std::vector<uint8_t>& trainable) {
+  Impl& I = *p_;
+  const Model& m = I.m;
+  ZO_CHECK(!terms.empty() && terms.size() <= 16, "GpuEngine::update: 1..16 directions per step (got {})", terms.size());
+  if (opt == OptKind::Momentum && I.mom.n == 0) {
+    I.mom.reserve(m.numel());
+    ZO_CUDA_CHECK(cudaMemsetAsync(I.mom.p, 0, sizeof(float) * m.numel(), I.st));
+  }
+  for (size_t i = 0; i < m.params.size(); i++) {
+    if (!trainable[i]) continue;
+    const Param& p = m.params[i];
+    cuda::zo_update(I.w.p + p.offset, opt == OptKind::Momentum ? I.mom.p + p.offset : nullptr, p.numel, tid_of(p), 0,
+                    terms.data(), int(terms.size()), dist, opt, lr, p.decay ? wd : 0.0f, beta, I.st);
+  }
+  ZO_CUDA_CHECK(cudaStreamSynchronize(I.st));
+}
+
+void GpuEngine::download(Model& m) const {
+  ZO_CHECK(&m.params == &p_->m.params || m.numel() == p_->m.numel(), "download: another model's layout");
+  ZO_CHECK(m.storage == DType::F32, "download: f32 masters expected");
+  ZO_CUDA_CHECK(cudaStreamSynchronize(p_->st));
+  ZO_CUDA_CHECK(cudaMemcpy(m.arena(), p_->w.p, sizeof(float) * m.numel(), cudaMemcpyDeviceToHost));
 }
 
 }  // namespace zo

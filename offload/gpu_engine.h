@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/cuda/ops.h"
+#include "core/perturb.h"
 #include "models/forward.h"
 
 namespace zo {
@@ -22,6 +23,20 @@ class GpuEngine {
   // log p(ids[i] | rows[i]) after a forward over b, as Engine::target_logprobs (rows: packed rows).
   std::vector<double> target_logprobs(const Batch& b, const std::vector<int32_t>& rows,
                                       const std::vector<int32_t>& ids);
+  // The ZO step's forward on the device, as Spsa::losses: version k runs the weights
+  // W + scale[k] z(seeds[dir[k]]) (dir -1 or scale 0: the masters; parameters with trainable[i] == 0
+  // are never perturbed), every version through each block while its working copy is at hand.
+  // Returns the target log-probabilities of each version.
+  std::vector<std::vector<double>> version_logprobs(const Batch& b, const std::vector<int32_t>& rows,
+                                                    const std::vector<int32_t>& ids, const std::vector<uint64_t>& seeds,
+                                                    const std::vector<int>& dir, const std::vector<float>& scale,
+                                                    Dist dist, const std::vector<uint8_t>& trainable);
+  // The update of core/perturb.h's zo_update on the device weights (bit-identical to the CPU's for
+  // the same inputs). Momentum state lives on the device. wd applies to parameters with decay.
+  void update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind opt, float lr, float wd, float beta,
+              const std::vector<uint8_t>& trainable);
+  // Copies the device weights into the model's f32 arena (tests, export).
+  void download(Model& m) const;
   // Device pointer to the f32 weights of block l, arena layout (for working copies).
   float* block_weights(int l);
   size_t device_bytes() const;
