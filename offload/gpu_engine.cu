@@ -4,6 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
 #include <utility>
 
 #include "core/cuda/check.h"
@@ -38,7 +42,25 @@ struct GpuEngine::Impl {
   cuda::GemmMode mode;
   cudaStream_t st = nullptr;
   void* blas = nullptr;
-  DevBuf<float> w;                                    // all weights, arena layout, f32
+  DevBuf<float> w;                 // resident weights, packed: globals, then resident blocks (arena order)
+  std::vector<float*> pdev;        // device pointer of each parameter (nullptr: streamed)
+  std::vector<float*> bdev;        // device base of each resident block (nullptr: streamed)
+  // Streaming (ZO2): masters of streamed blocks stay in pinned host memory (the model's arena,
+  // registered); each step uploads each streamed block once into one of two ring slots on its own
+  // stream, ordered by events; their updates are applied on the host, by z regenerated there.
+  Model* host = nullptr;           // non-null when some block is streamed
+  bool registered = false;
+  cudaStream_t up = nullptr;
+  DevBuf<float> ring[2];
+  cudaEvent_t uploaded[2] = {}, released[2] = {};
+  int n_streamed = 0;
+  size_t bytes_uploaded = 0;       // over the engine's life
+  std::vector<float> host_mom;     // momentum of streamed parameters (host, arena layout)
+  std::thread updater;             // host updates of streamed blocks, overlapped with the next step
+  std::mutex umu;
+  std::condition_variable ucv;
+  int updated_upto = 1 << 30;      // blocks < this have their pending host update applied
+
   DevBuf<float> rope_cos, rope_sin;
   DevBuf<float> x, h, qkv, att, ffn, ffn2, hf, logits;
   DevBuf<int32_t> ids, pos, rows;
@@ -48,17 +70,80 @@ struct GpuEngine::Impl {
   void prepare(const Batch& b, size_t n_rows);
   std::vector<double> head_logprobs(const float* xs, const std::vector<int32_t>& rows, const std::vector<int32_t>& ids);
 
-  Impl(const Model& model, cuda::GemmMode md) : m(model), mode(md) {
+  Impl(const Model& model, const GpuOptions& o) : m(model), mode(o.mode) {
     ZO_CHECK(cuda::device_count() > 0, "GpuEngine: no CUDA device");
     ZO_CUDA_CHECK(cudaStreamCreate(&st));
     blas = cuda::cublas_create(st);
-    w.reserve(m.numel());
-    // Upload block by block through one f32 staging buffer (bf16 masters are widened on the way).
+    // Residency plan: globals always; then blocks in order while they fit in gpu_mem, keeping room
+    // for two ring slots when anything is streamed and for o.reserve (activations).
+    const ModelConfig& c0 = m.cfg;
+    size_t gbytes = 0;
+    for (const Param& p : m.params)
+      if (p.block < 0) gbytes += p.numel * sizeof(float);
+    const size_t block_bytes = m.max_block_numel() * sizeof(float);
+    int resident = c0.n_layers;
+    if (o.gpu_mem > 0) {
+      ZO_CHECK(o.gpu_mem > gbytes + o.reserve + 2 * block_bytes,
+               "--gpu-mem {} MiB: the embeddings/head ({} MiB), two streaming slots ({} MiB) and activations ({} MiB) "
+               "do not fit", o.gpu_mem >> 20, gbytes >> 20, (2 * block_bytes) >> 20, o.reserve >> 20);
+      size_t left = o.gpu_mem - gbytes - o.reserve;
+      resident = 0;
+      for (int l = 0; l < c0.n_layers; l++) {
+        size_t need = (m.block_end(l) - m.block_begin(l)) * sizeof(float);
+        bool last_fits_all = l == c0.n_layers - 1 && need <= left;
+        if (need + (last_fits_all ? 0 : 2 * block_bytes) > left && !last_fits_all) break;
+        left -= need;
+        resident++;
+      }
+    }
+    n_streamed = c0.n_layers - resident;
+    // Every tensor group starts 256-byte aligned, as cudaMalloc'd ring slots do: cuBLAS then picks
+    // the same kernels for a resident and a streamed block, and the bits agree.
+    auto up64 = [](size_t v) { return (v + 63) / 64 * 64; };
+    size_t numel = 0;
+    for (const Param& p : m.params)
+      if (p.block < 0) numel = up64(numel) + p.numel;
+    for (int l = 0; l < resident; l++) numel = up64(numel) + (m.block_end(l) - m.block_begin(l));
+    w.reserve(std::max<size_t>(numel, 1));
+    pdev.assign(m.params.size(), nullptr);
+    bdev.assign(size_t(c0.n_layers), nullptr);
+    size_t cur = 0;
+    for (size_t i = 0; i < m.params.size(); i++)
+      if (m.params[i].block < 0) {
+        cur = up64(cur);
+        pdev[i] = w.p + cur;
+        cur += m.params[i].numel;
+      }
+    for (int l = 0; l < resident; l++) {
+      cur = up64(cur);
+      bdev[size_t(l)] = w.p + cur;
+      cur += m.block_end(l) - m.block_begin(l);
+    }
+    for (size_t i = 0; i < m.params.size(); i++) {
+      const Param& p = m.params[i];
+      if (p.block >= 0 && bdev[size_t(p.block)]) pdev[i] = bdev[size_t(p.block)] + (p.offset - m.block_begin(p.block));
+    }
+    // Upload what is resident through one f32 staging buffer (bf16 masters are widened on the way).
     std::vector<float> stage;
-    for (const Param& p : m.params) {
+    for (size_t i = 0; i < m.params.size(); i++) {
+      if (!pdev[i]) continue;
+      const Param& p = m.params[i];
       stage.resize(p.numel);
       m.get_param(p, stage.data());
-      ZO_CUDA_CHECK(cudaMemcpy(w.p + p.offset, stage.data(), sizeof(float) * p.numel, cudaMemcpyHostToDevice));
+      ZO_CUDA_CHECK(cudaMemcpy(pdev[i], stage.data(), sizeof(float) * p.numel, cudaMemcpyHostToDevice));
+    }
+    if (n_streamed > 0) {
+      ZO_CHECK(m.storage == DType::F32, "GpuEngine: streamed blocks need f32 host masters");
+      host = const_cast<Model*>(&m);  // updates of streamed blocks are applied to the host masters
+      ZO_CUDA_CHECK(cudaHostRegister(host->arena(), host->bytes(), cudaHostRegisterDefault));
+      registered = true;
+      ZO_CUDA_CHECK(cudaStreamCreateWithFlags(&up, cudaStreamNonBlocking));
+      for (int k = 0; k < 2; k++) {
+        ring[k].reserve(m.max_block_numel());
+        ZO_CUDA_CHECK(cudaEventCreateWithFlags(&uploaded[k], cudaEventDisableTiming));
+        ZO_CUDA_CHECK(cudaEventCreateWithFlags(&released[k], cudaEventDisableTiming));
+        ZO_CUDA_CHECK(cudaEventRecord(released[k], st));
+      }
     }
     const ModelConfig& c = m.cfg;
     if (c.arch == Arch::Llama) {
@@ -71,13 +156,22 @@ struct GpuEngine::Impl {
     }
   }
   ~Impl() {
+    if (updater.joinable()) updater.join();
+    if (up) cudaStreamSynchronize(up);
+    if (st) cudaStreamSynchronize(st);
+    for (int k = 0; k < 2; k++) {
+      if (uploaded[k]) cudaEventDestroy(uploaded[k]);
+      if (released[k]) cudaEventDestroy(released[k]);
+    }
+    if (up) cudaStreamDestroy(up);
+    if (registered) cudaHostUnregister(host->arena());
     if (blas) cuda::cublas_destroy(blas);
     if (st) cudaStreamDestroy(st);
   }
 
   const float* global(GlobalRole r) const {
     const Param* p = m.global(r);
-    return p ? w.p + p->offset : nullptr;
+    return p ? pdev[size_t(p - m.params.data())] : nullptr;
   }
   void linear(float* y, const float* xin, const float* W, const float* b, int M, int N, int K, bool acc = false) {
     cuda::linear(blas, y, xin, W, b, M, N, K, acc, mode, st);
@@ -103,7 +197,35 @@ struct GpuEngine::Impl {
     cuda::add_inplace(xo, h.p, size_t(N) * C, st);
   }
 
-  void block(int l, const Batch& b) { block_with(l, b, w.p + m.block_begin(l), x.p); }
+  // Block l's weights on the device: resident, or uploaded into ring slot l % 2 (the upload of the
+  // next streamed block is issued before this one computes, so transfers overlap compute).
+  void issue_upload(int l) {
+    if (l < 0 || l >= m.cfg.n_layers || bdev[size_t(l)]) return;
+    const int k = l & 1;
+    {
+      std::unique_lock<std::mutex> g(umu);  // the host update of block l must be done
+      ucv.wait(g, [&] { return updated_upto > l; });
+    }
+    const size_t bb = m.block_begin(l), n = m.block_end(l) - bb;
+    ZO_CUDA_CHECK(cudaStreamWaitEvent(up, released[k], 0));
+    ZO_CUDA_CHECK(cudaMemcpyAsync(ring[k].p, static_cast<const float*>(host->arena()) + bb, sizeof(float) * n,
+                                  cudaMemcpyHostToDevice, up));
+    ZO_CUDA_CHECK(cudaEventRecord(uploaded[k], up));
+    bytes_uploaded += sizeof(float) * n;
+  }
+  const float* acquire(int l) {
+    if (bdev[size_t(l)]) return bdev[size_t(l)];
+    ZO_CUDA_CHECK(cudaStreamWaitEvent(st, uploaded[l & 1], 0));
+    return ring[l & 1].p;
+  }
+  void release(int l) {
+    if (!bdev[size_t(l)]) ZO_CUDA_CHECK(cudaEventRecord(released[l & 1], st));
+  }
+  void block(int l, const Batch& b) {
+    issue_upload(l + 1);
+    block_with(l, b, acquire(l), x.p);
+    release(l);
+  }
 
   // One block over hidden states xs with the block's weights at wbase (arena layout of the block).
   void block_with(int l, const Batch& b, const float* wbase, float* xs) {
@@ -157,10 +279,17 @@ struct GpuEngine::Impl {
   }
 };
 
-GpuEngine::GpuEngine(const Model& m, cuda::GemmMode mode) : p_(std::make_unique<Impl>(m, mode)) {}
+GpuEngine::GpuEngine(const Model& m, cuda::GemmMode mode) : GpuEngine(m, GpuOptions{mode, 0, 0}) {}
+GpuEngine::GpuEngine(const Model& m, const GpuOptions& o) : p_(std::make_unique<Impl>(m, o)) {}
+
+GpuEngine::Plan GpuEngine::plan() const {
+  const Impl& I = *p_;
+  return Plan{I.m.cfg.n_layers - I.n_streamed, I.n_streamed, I.w.n * sizeof(float),
+              I.n_streamed ? 2 * I.ring[0].n * sizeof(float) : 0, I.bytes_uploaded};
+}
 GpuEngine::~GpuEngine() = default;
 
-float* GpuEngine::block_weights(int l) { return p_->w.p + p_->m.block_begin(l); }
+float* GpuEngine::block_weights(int l) { return p_->bdev[size_t(l)]; }
 size_t GpuEngine::device_bytes() const {
   const Impl& I = *p_;
   return sizeof(float) * (I.w.n + I.x.n + I.h.n + I.qkv.n + I.att.n + I.ffn.n + I.ffn2.n + I.hf.n + I.logits.n);
@@ -245,6 +374,7 @@ std::vector<double> GpuEngine::target_logprobs(const Batch& b, const std::vector
   Impl& I = *p_;
   I.prepare(b, rows.size());
   I.embed(b);
+  I.issue_upload(0);
   for (int l = 0; l < I.m.cfg.n_layers; l++) I.block(l, b);
   return I.head_logprobs(I.x.p, rows, ids);
 }
@@ -282,11 +412,9 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
       const Param& p = m.params[i];
       if (p.block >= 0) continue;
       if (trainable[i])
-        cuda::perturb_range(gver.p + off, I.w.p + p.offset, scale[k], seeds[size_t(d)], tid_of(p), 0, p.numel, dist,
-                            I.st);
+        cuda::perturb_range(gver.p + off, I.pdev[i], scale[k], seeds[size_t(d)], tid_of(p), 0, p.numel, dist, I.st);
       else
-        ZO_CUDA_CHECK(cudaMemcpyAsync(gver.p + off, I.w.p + p.offset, sizeof(float) * p.numel,
-                                      cudaMemcpyDeviceToDevice, I.st));
+        ZO_CUDA_CHECK(cudaMemcpyAsync(gver.p + off, I.pdev[i], sizeof(float) * p.numel, cudaMemcpyDeviceToDevice, I.st));
       I.gsrc[p.role] = gver.p + off;
       off += p.numel;
     }
@@ -295,27 +423,32 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
     set_globals(k);
     I.embed_into(b, xs[k].p);
   }
+  I.issue_upload(0);
   for (int l = 0; l < c.n_layers; l++) {
     const size_t bb = m.block_begin(l), bn = m.block_end(l) - bb;
+    I.issue_upload(l + 1);
+    const float* base = I.acquire(l);  // every version of the step runs while block l is at hand
     for (size_t k = 0; k < S; k++) {
       const int d = version(k);
-      const float* wb = I.w.p + bb;
+      const float* wb = base;
       if (d >= 0) {
         for (size_t i = 0; i < m.params.size(); i++) {
           const Param& p = m.params[i];
           if (p.block != l) continue;
           float* dst = wver.p + (p.offset - bb);
           if (trainable[i])
-            cuda::perturb_range(dst, I.w.p + p.offset, scale[k], seeds[size_t(d)], tid_of(p), 0, p.numel, dist, I.st);
+            cuda::perturb_range(dst, base + (p.offset - bb), scale[k], seeds[size_t(d)], tid_of(p), 0, p.numel, dist,
+                                I.st);
           else
-            ZO_CUDA_CHECK(cudaMemcpyAsync(dst, I.w.p + p.offset, sizeof(float) * p.numel, cudaMemcpyDeviceToDevice,
-                                          I.st));
+            ZO_CUDA_CHECK(cudaMemcpyAsync(dst, base + (p.offset - bb), sizeof(float) * p.numel,
+                                          cudaMemcpyDeviceToDevice, I.st));
         }
         (void)bn;
         wb = wver.p;
       }
       I.block_with(l, b, wb, xs[k].p);
     }
+    I.release(l);
   }
   std::vector<std::vector<double>> out(S);
   for (size_t k = 0; k < S; k++) {
@@ -336,20 +469,60 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
     I.mom.reserve(m.numel());
     ZO_CUDA_CHECK(cudaMemsetAsync(I.mom.p, 0, sizeof(float) * m.numel(), I.st));
   }
+  // Resident parameters: on the device, in stream order (after the step that read them).
   for (size_t i = 0; i < m.params.size(); i++) {
-    if (!trainable[i]) continue;
+    if (!trainable[i] || !I.pdev[i]) continue;
     const Param& p = m.params[i];
-    cuda::zo_update(I.w.p + p.offset, opt == OptKind::Momentum ? I.mom.p + p.offset : nullptr, p.numel, tid_of(p), 0,
+    cuda::zo_update(I.pdev[i], opt == OptKind::Momentum ? I.mom.p + p.offset : nullptr, p.numel, tid_of(p), 0,
                     terms.data(), int(terms.size()), dist, opt, lr, p.decay ? wd : 0.0f, beta, I.st);
   }
-  ZO_CUDA_CHECK(cudaStreamSynchronize(I.st));
+  if (!I.n_streamed) {
+    ZO_CUDA_CHECK(cudaStreamSynchronize(I.st));
+    return;
+  }
+  // Streamed blocks: on the host masters, block by block in a helper thread, while the next step
+  // already computes the resident blocks; the next upload of block l waits for block l only.
+  if (I.updater.joinable()) I.updater.join();
+  ZO_CUDA_CHECK(cudaStreamSynchronize(I.up));  // no upload still reads the masters
+  if (opt == OptKind::Momentum && I.host_mom.empty()) I.host_mom.assign(m.numel(), 0.0f);
+  {
+    std::lock_guard<std::mutex> g(I.umu);
+    I.updated_upto = 0;
+  }
+  std::vector<uint8_t> tr(trainable);
+  I.updater = std::thread([&I, terms, dist, opt, lr, wd, beta, tr] {
+    Model& hm = *I.host;
+    for (int l = 0; l < hm.cfg.n_layers; l++) {
+      if (!I.bdev[size_t(l)])
+        for (size_t i = 0; i < hm.params.size(); i++) {
+          const Param& p = hm.params[i];
+          if (p.block != l || !tr[i]) continue;
+          zo_update(static_cast<float*>(hm.arena()) + p.offset, I.host_mom.empty() ? nullptr : I.host_mom.data() + p.offset,
+                    p.numel, tid_of(p), 0, terms.data(), int(terms.size()), dist, opt, lr, p.decay ? wd : 0.0f, beta);
+        }
+      std::lock_guard<std::mutex> g(I.umu);
+      I.updated_upto = l + 1;
+      I.ucv.notify_all();
+    }
+    std::lock_guard<std::mutex> g(I.umu);
+    I.updated_upto = 1 << 30;
+    I.ucv.notify_all();
+  });
 }
 
-void GpuEngine::download(Model& m) const {
-  ZO_CHECK(&m.params == &p_->m.params || m.numel() == p_->m.numel(), "download: another model's layout");
-  ZO_CHECK(m.storage == DType::F32, "download: f32 masters expected");
-  ZO_CUDA_CHECK(cudaStreamSynchronize(p_->st));
-  ZO_CUDA_CHECK(cudaMemcpy(m.arena(), p_->w.p, sizeof(float) * m.numel(), cudaMemcpyDeviceToHost));
+void GpuEngine::download(Model& out) const {
+  const Impl& I = *p_;
+  ZO_CHECK(out.numel() == I.m.numel() && out.storage == DType::F32, "download: an f32 model of the same layout expected");
+  if (I.updater.joinable()) const_cast<Impl&>(I).updater.join();
+  ZO_CUDA_CHECK(cudaStreamSynchronize(I.st));
+  for (size_t i = 0; i < I.m.params.size(); i++) {
+    const Param& p = I.m.params[i];
+    float* dst = static_cast<float*>(out.arena()) + p.offset;
+    if (I.pdev[i])
+      ZO_CUDA_CHECK(cudaMemcpy(dst, I.pdev[i], sizeof(float) * p.numel, cudaMemcpyDeviceToHost));
+    else if (dst != static_cast<const float*>(I.m.arena()) + p.offset)
+      std::memcpy(dst, static_cast<const float*>(I.m.arena()) + p.offset, sizeof(float) * p.numel);
+  }
 }
 
 }  // namespace zo

@@ -12,10 +12,25 @@
 
 namespace zo {
 
+struct GpuOptions {
+  cuda::GemmMode mode = cuda::GemmMode::F32;
+  size_t gpu_mem = 0;  // bytes for weights on the device; 0: everything resident
+  size_t reserve = 0;  // bytes of gpu_mem kept for activations
+};
+
 class GpuEngine {
  public:
   // Uploads the model's weights (f32 on the device, whatever the host storage).
   GpuEngine(const Model& m, cuda::GemmMode mode = cuda::GemmMode::F32);
+  // With gpu_mem: the globals and as many blocks as fit stay resident; the other blocks are streamed
+  // from the model's (f32) masters, which are pinned, uploaded once per pass into two ring slots
+  // and updated on the host (ZO2 with one-way traffic). The model must outlive the engine.
+  GpuEngine(const Model& m, const GpuOptions& o);
+  struct Plan {
+    int resident_blocks, streamed_blocks;
+    size_t resident_bytes, ring_bytes, bytes_uploaded;
+  };
+  Plan plan() const;
   ~GpuEngine();
   GpuEngine(const GpuEngine&) = delete;
   GpuEngine& operator=(const GpuEngine&) = delete;
