@@ -9,6 +9,7 @@
 
 #include "models/load.h"
 #include "zo/bench.h"
+#include "zo/objective.h"
 #include "zo/spsa.h"
 #include "zo/task.h"
 
@@ -40,22 +41,7 @@ LossPlan plan() {
   std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5, 6}, {7, 8, 9}, {10, 11, 12, 13}, {14, 15}};
   std::vector<const std::vector<int32_t>*> ps;
   for (auto& p : prompts) ps.push_back(&p);
-  static std::vector<std::vector<int32_t>> keep_alive;
-  keep_alive = prompts;
-  auto cp = std::make_shared<CandidatePlan>(plan_candidates(ps, {{20}, {30, 31}}));
-  LossPlan p;
-  p.batch = cp->batch;
-  p.keep = cp->keep;
-  p.rows = cp->rows;
-  p.ids = cp->ids;
-  std::vector<int> labels = {0, 1, 1, 0};
-  p.loss = [cp, labels](const std::vector<double>& lp) {
-    auto sc = plan_scores(*cp, lp);
-    double s = 0;
-    for (size_t i = 0; i < sc.size(); i++) s += candidate_cross_entropy(sc[i], labels[i]);
-    return s / double(sc.size());
-  };
-  return p;
+  return classification_loss_plan(ps, {0, 1, 1, 0}, {{20}, {30, 31}});
 }
 
 std::vector<StepRecord> train(Model& m, int steps) {

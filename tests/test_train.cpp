@@ -16,6 +16,7 @@
 #include "core/perturb.h"
 #include "models/load.h"
 #include "models/safetensors.h"
+#include "zo/objective.h"
 #include "zo/spsa.h"
 #include "zo/task.h"
 #include "zo/train.h"
@@ -37,40 +38,14 @@ std::vector<std::vector<int32_t>> split(const std::vector<int64_t>& ids, const s
   return out;
 }
 
-LossPlan lm_plan(const std::vector<std::vector<int32_t>>& seqs) {
-  LossPlan p;
-  p.batch = Batch::from_sequences(seqs);
-  for (int s = 0; s < p.batch.n_seqs(); s++)
-    for (int t = p.batch.seq_start[size_t(s)]; t + 1 < p.batch.seq_start[size_t(s) + 1]; t++) {
-      p.rows.push_back(t);
-      p.ids.push_back(p.batch.ids[size_t(t) + 1]);
-    }
-  p.loss = [](const std::vector<double>& lp) {
-    double s = 0;
-    for (double v : lp) s -= v;
-    return s / double(lp.size());
-  };
-  return p;
-}
+LossPlan lm_plan(const std::vector<std::vector<int32_t>>& seqs) { return lm_loss_plan(seqs); }
 
 // Classification: mean cross-entropy over the candidates' mean log-probs (MeZO's loss).
 LossPlan cls_plan(const std::vector<std::vector<int32_t>>& prompts, const std::vector<std::vector<int32_t>>& cands,
                   const std::vector<int>& labels) {
   std::vector<const std::vector<int32_t>*> ps;
   for (auto& p : prompts) ps.push_back(&p);
-  auto cp = std::make_shared<CandidatePlan>(plan_candidates(ps, cands));
-  LossPlan p;
-  p.batch = cp->batch;
-  p.keep = cp->keep;
-  p.rows = cp->rows;
-  p.ids = cp->ids;
-  p.loss = [cp, labels](const std::vector<double>& lp) {
-    auto sc = plan_scores(*cp, lp);
-    double s = 0;
-    for (size_t i = 0; i < sc.size(); i++) s += candidate_cross_entropy(sc[i], labels[i]);
-    return s / double(sc.size());
-  };
-  return p;
+  return classification_loss_plan(ps, labels, cands);  // the plan copies the prompts' tokens
 }
 
 double plain_loss(const Model& m, const LossPlan& p) {

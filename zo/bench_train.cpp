@@ -19,6 +19,7 @@
 #include "zo/bench.h"
 #include "zo/data.h"
 #include "zo/defaults.h"
+#include "zo/objective.h"
 #include "zo/spsa.h"
 #include "zo/task.h"
 
@@ -124,18 +125,7 @@ int bench_train(const BenchTrainArgs& a) {
       labels.push_back(ex.label);
       tok_step += double(ex.prompt.size() + 1) * 2;  // tools/mezo_torch.py's definition
     }
-    auto cp = std::make_shared<CandidatePlan>(plan_candidates(prompts, d.candidates));
-    LossPlan plan;
-    plan.batch = cp->batch;
-    plan.keep = cp->keep;
-    plan.rows = cp->rows;
-    plan.ids = cp->ids;
-    plan.loss = [cp, labels](const std::vector<double>& lp) {
-      auto sc = plan_scores(*cp, lp);
-      double s = 0;
-      for (size_t i = 0; i < sc.size(); i++) s += candidate_cross_entropy(sc[i], labels[i]);
-      return s / double(sc.size());
-    };
+    LossPlan plan = classification_loss_plan(prompts, labels, d.candidates);
     if (t == a.warmup && spsa) before = spsa->times();
     if (t == a.warmup) io0 = io_bytes();
     auto t0 = Clock::now();

@@ -19,6 +19,7 @@
 #include "zo/bench.h"
 #include "zo/data.h"
 #include "zo/defaults.h"
+#include "zo/objective.h"
 #include "zo/progress.h"
 #include "zo/spsa.h"
 #include "zo/task.h"
@@ -257,12 +258,19 @@ RunData load_data(const TrainConfig& c, const Tokenizer& tok, int model_ctx) {
 
 // Training examples of step t: consecutive draws from per-epoch permutations of the train split.
 std::vector<long> batch_indices(const TrainConfig& c, long n_train, long t) {
-  static thread_local std::pair<long, std::vector<long>> cached{-1, {}};
+  // The permutation of the current epoch is cached, keyed by everything it depends on.
+  struct Cache {
+    uint64_t data_seed = 0;
+    long n_train = -1, epoch = -1;
+    std::vector<long> perm;
+  };
+  static thread_local Cache cache;
   std::vector<long> idx;
   for (long i = 0; i < c.batch; i++) {
     long k = t * c.batch + i, epoch = k / n_train;
-    if (cached.first != epoch) cached = {epoch, permutation(n_train, rng::splitmix64(c.data_seed ^ uint64_t(epoch)) + 1)};
-    idx.push_back(cached.second[size_t(k % n_train)]);
+    if (cache.epoch != epoch || cache.n_train != n_train || cache.data_seed != c.data_seed)
+      cache = {c.data_seed, n_train, epoch, permutation(n_train, rng::splitmix64(c.data_seed ^ uint64_t(epoch)) + 1)};
+    idx.push_back(cache.perm[size_t(k % n_train)]);
   }
   return idx;
 }
@@ -274,44 +282,13 @@ LossPlan classification_plan(const ClassData& d, const std::vector<long>& idx, c
     prompts.push_back(&d.examples[size_t(i)].prompt);
     labels.push_back(d.examples[size_t(i)].label);
   }
-  auto cp = std::make_shared<CandidatePlan>(plan_candidates(prompts, d.candidates));
-  LossPlan p;
-  p.batch = cp->batch;
-  p.keep = cp->keep;
-  p.rows = cp->rows;
-  p.ids = cp->ids;
-  p.loss = [cp, labels, objective](const std::vector<double>& lp) {
-    auto sc = plan_scores(*cp, lp);
-    double s = 0;
-    for (size_t i = 0; i < sc.size(); i++) {
-      if (objective == "ce")
-        s += candidate_cross_entropy(sc[i], labels[i]);
-      else if (objective == "nll")
-        s -= sc[i][size_t(labels[i])];
-      else  // accuracy: minus the fraction right (MeZO's non-differentiable objective)
-        s -= double(std::max_element(sc[i].begin(), sc[i].end()) - sc[i].begin() == labels[i]);
-    }
-    return s / double(sc.size());
-  };
-  return p;
+  return classification_loss_plan(prompts, labels, d.candidates, objective);
 }
 
 LossPlan lm_plan(const std::vector<std::vector<int32_t>>& seqs, const std::vector<long>& idx) {
   std::vector<std::vector<int32_t>> chosen;
   for (long i : idx) chosen.push_back(seqs[size_t(i)]);
-  LossPlan p;
-  p.batch = Batch::from_sequences(chosen);
-  for (int s = 0; s < p.batch.n_seqs(); s++)
-    for (int t = p.batch.seq_start[size_t(s)]; t + 1 < p.batch.seq_start[size_t(s) + 1]; t++) {
-      p.rows.push_back(t);
-      p.ids.push_back(p.batch.ids[size_t(t) + 1]);
-    }
-  p.loss = [](const std::vector<double>& lp) {
-    double s = 0;
-    for (double v : lp) s -= v;
-    return s / double(lp.size());
-  };
-  return p;
+  return lm_loss_plan(chosen);
 }
 
 SpsaOptions spsa_options(const TrainConfig& c) {
