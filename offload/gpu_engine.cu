@@ -66,6 +66,11 @@ struct GpuEngine::Impl {
   DevBuf<int32_t> ids, pos, rows;
   DevBuf<double> lse;
   DevBuf<float> mom;  // momentum state (OptKind::Momentum), arena layout
+  // Grow-only buffers of the step: nothing is allocated inside the step loop once they are sized.
+  std::vector<AttnArgs> args;
+  DevBuf<AttnArgs> args_dev;
+  std::vector<DevBuf<float>> xs;  // hidden states of each version
+  DevBuf<float> gver, wver;       // the version's globals, a block's working copy
 
   void prepare(const Batch& b, size_t n_rows);
   std::vector<double> head_logprobs(const float* xs, const std::vector<int32_t>& rows, const std::vector<int32_t>& ids);
@@ -227,6 +232,15 @@ struct GpuEngine::Impl {
     release(l);
   }
 
+  // The architecture's norm: LayerNorm (OPT, with bias) or RMSNorm (LLaMA).
+  void norm(float* out, const float* in, const float* w_, const float* b_, int M) {
+    const ModelConfig& c = m.cfg;
+    if (c.arch == Arch::OPT)
+      cuda::layernorm(out, in, w_, b_, M, c.hidden, c.norm_eps, st);
+    else
+      cuda::rmsnorm(out, in, w_, M, c.hidden, c.norm_eps, st);
+  }
+
   // One block over hidden states xs with the block's weights at wbase (arena layout of the block).
   void block_with(int l, const Batch& b, const float* wbase, float* xs) {
     const ModelConfig& c = m.cfg;
@@ -235,12 +249,10 @@ struct GpuEngine::Impl {
     const bool opt = c.arch == Arch::OPT;
     BlockView v = m.block_view_at(l, wbase);
     float* const xp = xs;
+    const bool pre = !opt || c.pre_ln;  // post-LN OPT normalises after the residual instead
     const float* a_in = xp;
-    if (opt && c.pre_ln) {
-      cuda::layernorm(h.p, xp, v[kLn1W], v[kLn1B], N, C, c.norm_eps, st);
-      a_in = h.p;
-    } else if (!opt) {
-      cuda::rmsnorm(h.p, xp, v[kLn1W], N, C, c.norm_eps, st);
+    if (pre) {
+      norm(h.p, xp, v[kLn1W], v[kLn1B], N);
       a_in = h.p;
     }
     linear(qkv.p, a_in, v[kQW], v[kQB], N, ld, C);
@@ -248,29 +260,27 @@ struct GpuEngine::Impl {
       cuda::rope_apply(qkv.p, N, ld, c.n_heads, D, pos.p, rope_cos.p, rope_sin.p, st);
       cuda::rope_apply(qkv.p + Q, N, ld, c.n_kv_heads, D, pos.p, rope_cos.p, rope_sin.p, st);
     }
-    std::vector<AttnArgs> args(size_t(b.n_seqs()));
+    args.resize(size_t(b.n_seqs()));  // reused: no allocation per block once sized
     for (int s = 0; s < b.n_seqs(); s++) {
       const int r0 = b.seq_start[size_t(s)], n = b.seq_len(s);
       args[size_t(s)] = AttnArgs{att.p + size_t(r0) * Q, Q, qkv.p + size_t(r0) * ld, ld, qkv.p + size_t(r0) * ld + Q, ld,
                                  qkv.p + size_t(r0) * ld + Q + KV, ld, n, n, 0, c.n_heads, c.n_kv_heads, D,
                                  1.0f / std::sqrt(float(D))};
     }
-    cuda::attention(args.data(), int(args.size()), st);
+    args_dev.reserve(args.size());
+    cuda::attention(args.data(), int(args.size()), args_dev.p, st);
     linear(xp, att.p, v[kOW], v[kOB], N, C, Q, true);
-    if (opt && !c.pre_ln) cuda::layernorm(xp, xp, v[kLn1W], v[kLn1B], N, C, c.norm_eps, st);
+    if (!pre) norm(xp, xp, v[kLn1W], v[kLn1B], N);
     const float* f_in = xp;
-    if (opt && c.pre_ln) {
-      cuda::layernorm(h.p, xp, v[kLn2W], v[kLn2B], N, C, c.norm_eps, st);
-      f_in = h.p;
-    } else if (!opt) {
-      cuda::rmsnorm(h.p, xp, v[kLn2W], N, C, c.norm_eps, st);
+    if (pre) {
+      norm(h.p, xp, v[kLn2W], v[kLn2B], N);
       f_in = h.p;
     }
     if (opt) {
       linear(ffn.p, f_in, v[kInW], v[kInB], N, F, C);
       cuda::relu_inplace(ffn.p, size_t(N) * F, st);
       linear(xp, ffn.p, v[kOutW], v[kOutB], N, C, F, true);
-      if (!c.pre_ln) cuda::layernorm(xp, xp, v[kLn2W], v[kLn2B], N, C, c.norm_eps, st);
+      if (!pre) norm(xp, xp, v[kLn2W], v[kLn2B], N);
     } else {
       linear(ffn.p, f_in, v[kInW], v[kInB], N, 2 * F, C);
       cuda::swiglu(ffn2.p, ffn.p, N, F, st);
@@ -340,12 +350,7 @@ std::vector<double> GpuEngine::Impl::head_logprobs(const float* xs, const std::v
     ZO_CUDA_CHECK(cudaMemcpyAsync(rows.p, uniq.data() + r0, sizeof(int32_t) * size_t(R), cudaMemcpyHostToDevice, st));
     float* g = hf.p;
     cuda::embed_rows(g, xs, rows.p, R, C, st);  // a row gather
-    if (c.final_norm) {
-      if (c.arch == Arch::OPT)
-        cuda::layernorm(g, g, G(kFinalNormW), G(kFinalNormB), R, C, c.norm_eps, st);
-      else
-        cuda::rmsnorm(g, g, G(kFinalNormW), R, C, c.norm_eps, st);
-    }
+    if (c.final_norm) norm(g, g, G(kFinalNormW), G(kFinalNormB), R);
     const float* hfin = g;
     if (c.has_projection()) {
       linear(g + size_t(R) * wide, g, G(kProjOut), nullptr, R, Ce, C);
@@ -393,12 +398,14 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
   ZO_CHECK(trainable.size() == m.params.size(), "version_logprobs: trainable mask of the wrong size");
   I.prepare(b, rows.size());
   const size_t N = size_t(b.n_tokens()), wide = size_t(std::max(c.hidden, c.embed_dim));
-  std::vector<DevBuf<float>> xs(S);
-  for (auto& xb : xs) xb.reserve(N * wide);
-  DevBuf<float> gver, wver;
+  auto& xs = I.xs;
+  if (xs.size() < S) xs.resize(S);
+  for (size_t k = 0; k < S; k++) xs[k].reserve(N * wide);
   size_t gnumel = 0;
   for (const Param& p : m.params)
     if (p.block < 0) gnumel += p.numel;
+  auto& gver = I.gver;
+  auto& wver = I.wver;
   gver.reserve(gnumel);
   wver.reserve(m.max_block_numel());
   auto version = [&](size_t k) { return (dir[k] < 0 || scale[k] == 0.0f) ? -1 : dir[k]; };
@@ -425,7 +432,7 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
   }
   I.issue_upload(0);
   for (int l = 0; l < c.n_layers; l++) {
-    const size_t bb = m.block_begin(l), bn = m.block_end(l) - bb;
+    const size_t bb = m.block_begin(l);
     I.issue_upload(l + 1);
     const float* base = I.acquire(l);  // every version of the step runs while block l is at hand
     for (size_t k = 0; k < S; k++) {
@@ -443,7 +450,6 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
             ZO_CUDA_CHECK(cudaMemcpyAsync(dst, base + (p.offset - bb), sizeof(float) * p.numel,
                                           cudaMemcpyDeviceToDevice, I.st));
         }
-        (void)bn;
         wb = wver.p;
       }
       I.block_with(l, b, wb, xs[k].p);

@@ -165,8 +165,11 @@ TEST(CudaOps, CausalAttentionWithGqaAndAPrefix) {
       gpu.push_back(a);
     }
     attention(cpu.data(), int(cpu.size()));
-    cuda::attention(gpu.data(), int(gpu.size()), nullptr);
+    AttnArgs* dev_args = nullptr;
+    ZO_CUDA_CHECK(cudaMalloc(&dev_args, sizeof(AttnArgs) * gpu.size()));
+    cuda::attention(gpu.data(), int(gpu.size()), dev_args, nullptr);
     for (size_t s = 0; s < shapes.size(); s++) expect_close(keep[4 * s + 3]->host(), outs[s], 1e-4, 1e-5, "attention");
+    cudaFree(dev_args);
   }
 }
 

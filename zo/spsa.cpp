@@ -1,5 +1,6 @@
 #include "zo/spsa.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -133,6 +134,7 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
   e_.set_global_fill(nullptr);
   times_.forward += since(t0);
 
+  std::vector<uint8_t> done(S);
   for (int l = 0; l < c.n_layers; l++) {
     const auto& ps = block_params_[size_t(l)];
     m_.prefetch_block(l + 1);  // disk tier: the next block is read while this one computes
@@ -154,7 +156,7 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
         e_.block(l, v, b, streams_[k].data());
       times_.forward += since(t1);
     };
-    std::vector<uint8_t> done(S, 0);
+    std::fill(done.begin(), done.end(), 0);
     for (size_t k = 0; k < S; k++) {
       if (done[k]) continue;
       int d = version_of(k);

@@ -264,7 +264,7 @@ void embed_rows(float* out, const float* table, const int32_t* ids, int N, int C
   check_launch("embed_rows");
 }
 
-void attention(const AttnArgs* seqs, int n_seqs, void* stream) {
+void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev, void* stream) {
   if (n_seqs <= 0) return;
   auto st = static_cast<cudaStream_t>(stream);
   int max_nq = 0, heads = 0, D = seqs[0].head_dim;
@@ -274,8 +274,6 @@ void attention(const AttnArgs* seqs, int n_seqs, void* stream) {
     ZO_CHECK(seqs[s].head_dim == D, "cuda::attention: mixed head sizes in one batch");
   }
   ZO_CHECK(D >= 1 && D <= 128, "cuda::attention: head_dim {} (up to 128 is implemented)", D);
-  AttnArgs* dev = nullptr;
-  ZO_CUDA_CHECK(cudaMallocAsync(&dev, sizeof(AttnArgs) * size_t(n_seqs), st));
   ZO_CUDA_CHECK(cudaMemcpyAsync(dev, seqs, sizeof(AttnArgs) * size_t(n_seqs), cudaMemcpyHostToDevice, st));
   const int warps = 4;
   dim3 grid(unsigned((max_nq + warps - 1) / warps), unsigned(n_seqs), unsigned(heads));
@@ -288,7 +286,6 @@ void attention(const AttnArgs* seqs, int n_seqs, void* stream) {
   else
     attention_kernel<4><<<grid, 32 * warps, shmem, st>>>(dev);
   check_launch("attention");
-  ZO_CUDA_CHECK(cudaFreeAsync(dev, st));
 }
 
 void logsumexp_rows(double* lse, const float* logits, int M, int V, void* stream) {
