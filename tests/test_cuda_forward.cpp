@@ -92,8 +92,10 @@ TEST_P(CudaForward, ZoStepLossesAndUpdatedWeightsMatchTheCpu) {
 }
 
 // ZO2 streaming: with a device budget that holds only the globals and two ring slots, every block
-// is streamed from pinned host masters and updated on the host. Losses and weights are bitwise
-// those of the resident engine, and each pass uploads each streamed block exactly once.
+// is streamed from pinned host masters and updated on the host. Oracles: the CPU (the same updates
+// by core/perturb.h give bitwise the trained weights; the CPU Engine gives the log-probs), plus
+// the properties that the resident engine gives the same bits and each pass uploads each streamed
+// block exactly once.
 TEST_P(CudaForward, StreamedBlocksGiveTheResidentBits) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
   const std::string dir = std::string(ZO_TEST_DATA) + "/models/" + GetParam();
@@ -124,4 +126,21 @@ TEST_P(CudaForward, StreamedBlocksGiveTheResidentBits) {
   str.download(ws);
   EXPECT_EQ(std::memcmp(wr.arena(), ws.arena(), wr.bytes()), 0);
   EXPECT_EQ(str.plan().bytes_uploaded, size_t(steps) * blocks);
+  // The CPU reference: the same updates with core/perturb.h on the host, bit for bit.
+  Model cpu = load_model(dir);
+  for (int t = 0; t < steps; t++) {
+    const uint64_t seed = 100 + uint64_t(t);
+    std::vector<UpdateTerm> terms = {{seed, float(t) - 0.5f}};
+    for (const Param& p : cpu.params)
+      zo_update(static_cast<float*>(cpu.arena()) + p.offset, nullptr, p.numel, rng::fnv1a64(p.name.data(), p.name.size()),
+                0, terms.data(), 1, Dist::Gaussian, OptKind::SGD, 1e-2f, p.decay ? 0.01f : 0.0f, 0.9f);
+  }
+  EXPECT_EQ(std::memcmp(ws.arena(), cpu.arena(), cpu.bytes()), 0);
+  // And the streamed pass's log-probs against the CPU Engine on the trained weights.
+  GpuEngine again(ws, o);
+  auto got = again.target_logprobs(b, rows, ids);
+  Engine e(cpu);
+  e.forward(b);
+  auto want = e.target_logprobs(e.hidden(), rows, ids);
+  for (size_t i = 0; i < want.size(); i++) EXPECT_NEAR(got[i], want[i], 2e-4 * (1 + std::fabs(want[i]))) << i;
 }
