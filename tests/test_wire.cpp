@@ -1,0 +1,115 @@
+// Wire dtypes (core/wire.h) against PyTorch's casts (tests/data/wire/casts.safetensors, written by
+// tools/gen_wire_fixtures.py): bf16 and f16 bits, fp8 E4M3 codes with a scale per group, and the
+// value of every E4M3 code.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/wire.h"
+#include "models/safetensors.h"
+
+using namespace zo;
+
+namespace {
+template <typename T>
+std::vector<T> read(const SafetensorsFile& f, const char* name) {
+  const StTensor* t = f.find(name);
+  EXPECT_NE(t, nullptr) << name;
+  if (!t) return {};
+  std::vector<T> v(t->nbytes / sizeof(T));
+  std::memcpy(v.data(), t->data, t->nbytes);
+  return v;
+}
+SafetensorsFile fixture() { return SafetensorsFile::open(std::string(ZO_TEST_DATA) + "/wire/casts.safetensors"); }
+}  // namespace
+
+TEST(Wire, EncodingsMatchTorchCasts) {
+  auto f = fixture();
+  auto x = read<float>(f, "x");
+  const size_t n = x.size();
+  ASSERT_GT(n, 3 * kWireGroup);
+  auto bf = read<uint16_t>(f, "bf16"), hf = read<uint16_t>(f, "f16");
+  auto q8 = read<uint8_t>(f, "fp8");
+  auto sc = read<float>(f, "fp8_scales");
+  ASSERT_EQ(sc.size(), wire_groups(n));
+  std::vector<uint16_t> b(n), h(n);
+  std::vector<uint8_t> q(n);
+  std::vector<float> s(wire_groups(n));
+  ASSERT_TRUE(wire_encode(WireDType::BF16, x.data(), n, b.data(), nullptr));
+  ASSERT_TRUE(wire_encode(WireDType::F16, x.data(), n, h.data(), nullptr));
+  ASSERT_TRUE(wire_encode(WireDType::FP8, x.data(), n, q.data(), s.data()));
+  size_t bad_b = 0, bad_h = 0, bad_q = 0;
+  for (size_t i = 0; i < n; i++) {
+    bad_b += b[i] != bf[i];
+    bad_h += h[i] != hf[i];
+    bad_q += q[i] != q8[i];
+    if (i < 20 && (b[i] != bf[i] || h[i] != hf[i] || q[i] != q8[i]))
+      ADD_FAILURE() << "special value " << i << " = " << x[i] << ": bf16 " << b[i] << " vs " << bf[i] << ", f16 " << h[i]
+                    << " vs " << hf[i] << ", fp8 " << int(q[i]) << " vs " << int(q8[i]);
+  }
+  EXPECT_EQ(bad_b, 0u);
+  EXPECT_EQ(bad_h, 0u);
+  EXPECT_EQ(bad_q, 0u);
+  for (size_t g = 0; g < s.size(); g++) EXPECT_EQ(s[g], sc[g]) << "group " << g;
+}
+
+TEST(Wire, DecodersMatchTorchValues) {
+  auto f = fixture();
+  auto table = read<float>(f, "fp8_table");
+  ASSERT_EQ(table.size(), 256u);
+  for (int k = 0; k < 256; k++) {
+    float v = wire_fp8_value(uint8_t(k));
+    if (std::isnan(table[size_t(k)]))
+      EXPECT_TRUE(std::isnan(v)) << k;
+    else
+      EXPECT_EQ(v, table[size_t(k)]) << "code " << k;
+  }
+  // Decoding torch's bits gives torch's values (f32 widening is exact): check against the f64
+  // value of the bit pattern computed here from the IEEE layout.
+  auto x = read<float>(f, "x");
+  auto hf = read<uint16_t>(f, "f16");
+  std::vector<float> d(x.size());
+  wire_decode(WireDType::F16, hf.data(), hf.size(), nullptr, d.data());
+  for (size_t i = 0; i < hf.size(); i++) {
+    const int e = (hf[i] >> 10) & 31, m = hf[i] & 1023;
+    double v = e == 0 ? std::ldexp(double(m), -24) : std::ldexp(1.0 + m / 1024.0, e - 15);
+    if (hf[i] & 0x8000) v = -v;
+    ASSERT_EQ(double(d[i]), v) << i;
+  }
+  // fp8 round trip: |w - w~| <= half an E4M3 step of the group's scaled value (2^-4 relative, or 2^-10 * scale
+  // in the subnormal range).
+  const size_t n = x.size();
+  std::vector<uint8_t> q(n);
+  std::vector<float> s(wire_groups(n)), w(n);
+  wire_encode(WireDType::FP8, x.data(), n, q.data(), s.data());
+  wire_decode(WireDType::FP8, q.data(), n, s.data(), w.data());
+  for (size_t i = 0; i < n; i++) {
+    const double sg = s[i / kWireGroup];
+    const double tol = std::max(std::fabs(double(x[i])) * 0.0625, std::ldexp(sg, -10)) * (1 + 1e-6);
+    ASSERT_LE(std::fabs(double(w[i]) - double(x[i])), tol) << i;
+  }
+}
+
+TEST(Wire, Fp8SaturatesAndF16OverflowIsReported) {
+  EXPECT_EQ(f32_to_fp8_e4m3(448.0f), 0x7e);
+  EXPECT_EQ(f32_to_fp8_e4m3(1000.0f), 0x7e);
+  EXPECT_EQ(f32_to_fp8_e4m3(-1e30f), 0xfe);
+  EXPECT_EQ(f32_to_fp8_e4m3(std::nanf("")) & 0x7f, 0x7f);
+  EXPECT_EQ(wire_fp8_value(0x7e), 448.0f);
+  EXPECT_EQ(wire_fp8_value(0x01), 0.001953125f);  // 2^-9
+  float big[2] = {1.0f, 70000.0f};
+  uint16_t h[2];
+  EXPECT_FALSE(wire_encode(WireDType::F16, big, 2, h, nullptr));
+  // An all-zero group gets scale 1 and zero codes.
+  std::vector<float> z(100, 0.0f);
+  std::vector<uint8_t> q(100, 0xff);
+  float s = 0;
+  wire_encode(WireDType::FP8, z.data(), z.size(), q.data(), &s);
+  EXPECT_EQ(s, 1.0f);
+  for (uint8_t c : q) EXPECT_EQ(c, 0);
+  EXPECT_EQ(parse_wire_dtype("fp8"), WireDType::FP8);
+  EXPECT_THROW(parse_wire_dtype("int4"), std::exception);
+}
