@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/perturb.h"
 #include "core/philox.h"  // ZO_HD
 
 namespace zo {
@@ -83,5 +84,13 @@ uint8_t f32_to_fp8_e4m3(float f);
 bool wire_encode(WireDType t, const float* src, size_t n, void* dst, float* scales);
 // dst[i] = wire_value(t, src, i, scales[i / kWireGroup]) (the CPU reference of the CUDA decoder).
 void wire_decode(WireDType t, const void* src, size_t n, const float* scales, float* dst);
+
+// wire_encode over OpenMP threads, group by group (the same bytes).
+bool wire_encode_parallel(WireDType t, const float* src, size_t n, void* dst, float* scales);
+// The streaming engine's host step for one tensor: core/perturb.h's zo_update of w[0, n) (tensor
+// tid, momentum state m or null), then its re-encoding into dst/scales, one group at a time while the
+// group is in cache, groups in parallel (OpenMP). The same bits as zo_update followed by wire_encode.
+bool update_and_encode(float* w, float* m, size_t n, uint64_t tid, const UpdateTerm* terms, int q, Dist dist,
+                       OptKind opt, float lr, float wd, float beta, WireDType t, void* dst, float* scales);
 
 }  // namespace zo

@@ -3,6 +3,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -12,11 +14,29 @@
 
 #include "core/cuda/check.h"
 #include "core/cuda/perturb.h"
+#include "core/cuda/wire.h"
 #include "core/philox.h"
+#include "offload/residency.h"
 
 namespace zo {
 
 namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Pinned host memory (the wire shadow of streamed blocks).
+struct PinnedBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  void alloc(size_t b) {
+    ZO_CUDA_CHECK(cudaHostAlloc(&p, std::max<size_t>(b, 1), cudaHostAllocDefault));
+    bytes = b;
+  }
+  ~PinnedBuf() {
+    if (p) cudaFreeHost(p);
+  }
+};
+
 template <typename T>
 struct DevBuf {
   T* p = nullptr;
@@ -51,10 +71,23 @@ struct GpuEngine::Impl {
   Model* host = nullptr;           // non-null when some block is streamed
   bool registered = false;
   cudaStream_t up = nullptr;
-  DevBuf<float> ring[2];
+  WireDType wire = WireDType::F32;
+  DevBuf<uint8_t> ring[2];         // a streamed block in the wire dtype
+  DevBuf<float> ring_scales[2];    // its fp8 scales
+  DevBuf<float> dec;               // the block decoded to f32 (wire != f32)
+  PinnedBuf shadow, shadow_scales; // host: streamed blocks encoded in the wire dtype (wire != f32)
+  std::vector<size_t> shadow_off;  // per block: byte offset of its wire data in shadow
+  std::vector<size_t> scale_off;   // per parameter: float offset of its scales in shadow_scales
+  std::vector<size_t> block_scale_off, block_scale_n;  // per block: its scales (contiguous)
   cudaEvent_t uploaded[2] = {}, released[2] = {};
+  std::vector<cudaEvent_t> up_t0, up_t1;  // timing of each streamed block's upload in a pass
   int n_streamed = 0;
+  size_t fixed_bytes = 0;
   size_t bytes_uploaded = 0;       // over the engine's life
+  GpuEngine::Stats st_;
+  size_t free_at_start = 0;
+  std::atomic<bool> encode_overflow{false};
+  double host_update_s = 0;        // written by the updater, read after join
   std::vector<float> host_mom;     // momentum of streamed parameters (host, arena layout)
   std::thread updater;             // host updates of streamed blocks, overlapped with the next step
   std::mutex umu;
@@ -79,29 +112,18 @@ struct GpuEngine::Impl {
     ZO_CHECK(cuda::device_count() > 0, "GpuEngine: no CUDA device");
     ZO_CUDA_CHECK(cudaStreamCreate(&st));
     blas = cuda::cublas_create(st);
-    // Residency plan: globals always; then blocks in order while they fit in gpu_mem, keeping room
-    // for two ring slots when anything is streamed and for o.reserve (activations).
+    // Residency plan (offload/residency.h): globals always; then blocks in order while they fit in
+    // gpu_mem, keeping room for the streaming buffers and for o.reserve (activations).
     const ModelConfig& c0 = m.cfg;
-    size_t gbytes = 0;
-    for (const Param& p : m.params)
-      if (p.block < 0) gbytes += p.numel * sizeof(float);
-    const size_t block_bytes = m.max_block_numel() * sizeof(float);
-    int resident = c0.n_layers;
-    if (o.gpu_mem > 0) {
-      ZO_CHECK(o.gpu_mem > gbytes + o.reserve + 2 * block_bytes,
-               "--gpu-mem {} MiB: the embeddings/head ({} MiB), two streaming slots ({} MiB) and activations ({} MiB) "
-               "do not fit", o.gpu_mem >> 20, gbytes >> 20, (2 * block_bytes) >> 20, o.reserve >> 20);
-      size_t left = o.gpu_mem - gbytes - o.reserve;
-      resident = 0;
-      for (int l = 0; l < c0.n_layers; l++) {
-        size_t need = (m.block_end(l) - m.block_begin(l)) * sizeof(float);
-        bool last_fits_all = l == c0.n_layers - 1 && need <= left;
-        if (need + (last_fits_all ? 0 : 2 * block_bytes) > left && !last_fits_all) break;
-        left -= need;
-        resident++;
-      }
-    }
-    n_streamed = c0.n_layers - resident;
+    size_t free0 = 0, total0 = 0;
+    ZO_CUDA_CHECK(cudaMemGetInfo(&free0, &total0));
+    free_at_start = free0;
+    wire = o.wire;
+    const ResidencyPlan rp = plan_residency(m, o.gpu_mem, o.reserve, wire);
+    const int resident = rp.resident_blocks;
+    const size_t groups_max = rp.max_groups;
+    n_streamed = rp.streamed_blocks;
+    fixed_bytes = rp.fixed_bytes;
     // Every tensor group starts 256-byte aligned, as cudaMalloc'd ring slots do: cuBLAS then picks
     // the same kernels for a resident and a streamed block, and the bits agree.
     auto up64 = [](size_t v) { return (v + 63) / 64 * 64; };
@@ -140,14 +162,26 @@ struct GpuEngine::Impl {
     if (n_streamed > 0) {
       ZO_CHECK(m.storage == DType::F32, "GpuEngine: streamed blocks need f32 host masters");
       host = const_cast<Model*>(&m);  // updates of streamed blocks are applied to the host masters
-      ZO_CUDA_CHECK(cudaHostRegister(host->arena(), host->bytes(), cudaHostRegisterDefault));
-      registered = true;
+      if (wire == WireDType::F32) {   // uploads read the masters themselves
+        ZO_CUDA_CHECK(cudaHostRegister(host->arena(), host->bytes(), cudaHostRegisterDefault));
+        registered = true;
+      } else {
+        build_shadow();
+      }
       ZO_CUDA_CHECK(cudaStreamCreateWithFlags(&up, cudaStreamNonBlocking));
       for (int k = 0; k < 2; k++) {
-        ring[k].reserve(m.max_block_numel());
+        ring[k].reserve(m.max_block_numel() * wire_size(wire));
+        if (wire_scaled(wire)) ring_scales[k].reserve(std::max<size_t>(groups_max, 1));
         ZO_CUDA_CHECK(cudaEventCreateWithFlags(&uploaded[k], cudaEventDisableTiming));
         ZO_CUDA_CHECK(cudaEventCreateWithFlags(&released[k], cudaEventDisableTiming));
         ZO_CUDA_CHECK(cudaEventRecord(released[k], st));
+      }
+      if (wire != WireDType::F32) dec.reserve(m.max_block_numel());
+      up_t0.resize(size_t(c0.n_layers));
+      up_t1.resize(size_t(c0.n_layers));
+      for (int l = 0; l < c0.n_layers; l++) {
+        ZO_CUDA_CHECK(cudaEventCreate(&up_t0[size_t(l)]));
+        ZO_CUDA_CHECK(cudaEventCreate(&up_t1[size_t(l)]));
       }
     }
     const ModelConfig& c = m.cfg;
@@ -160,6 +194,47 @@ struct GpuEngine::Impl {
       ZO_CUDA_CHECK(cudaMemcpy(rope_sin.p, sn.data(), sizeof(float) * sn.size(), cudaMemcpyHostToDevice));
     }
   }
+  // The pinned wire shadow of the streamed blocks, encoded from the masters (in parallel).
+  void build_shadow() {
+    const size_t ws = wire_size(wire);
+    shadow_off.assign(size_t(m.cfg.n_layers), 0);
+    block_scale_off.assign(size_t(m.cfg.n_layers), 0);
+    block_scale_n.assign(size_t(m.cfg.n_layers), 0);
+    scale_off.assign(m.params.size(), 0);
+    size_t bytes = 0, nscales = 0;
+    for (int l = 0; l < m.cfg.n_layers; l++) {
+      if (bdev[size_t(l)]) continue;
+      shadow_off[size_t(l)] = bytes;
+      bytes += (m.block_end(l) - m.block_begin(l)) * ws;
+      block_scale_off[size_t(l)] = nscales;
+      for (size_t i = 0; i < m.params.size(); i++)
+        if (m.params[i].block == l) {
+          scale_off[i] = nscales - block_scale_off[size_t(l)];
+          nscales += wire_scaled(wire) ? wire_groups(m.params[i].numel) : 0;
+        }
+      block_scale_n[size_t(l)] = nscales - block_scale_off[size_t(l)];
+    }
+    shadow.alloc(bytes);
+    shadow_scales.alloc(nscales * sizeof(float));
+    for (size_t i = 0; i < m.params.size(); i++) {
+      const Param& p = m.params[i];
+      if (p.block < 0 || bdev[size_t(p.block)]) continue;
+      ZO_CHECK(wire_encode_parallel(wire, static_cast<const float*>(m.arena()) + p.offset, p.numel, wire_ptr(i),
+                                    wire_scales(i)),
+               "--wire-dtype {}: {} holds values beyond the dtype's range (use bf16)", wire_name(wire), p.name);
+    }
+  }
+  // Where parameter i of a streamed block sits in the wire shadow.
+  void* wire_ptr(size_t i) {
+    const Param& p = m.params[i];
+    return static_cast<uint8_t*>(shadow.p) + shadow_off[size_t(p.block)] +
+           (p.offset - m.block_begin(p.block)) * wire_size(wire);
+  }
+  float* wire_scales(size_t i) {
+    if (!wire_scaled(wire)) return nullptr;
+    return static_cast<float*>(shadow_scales.p) + block_scale_off[size_t(m.params[i].block)] + scale_off[i];
+  }
+
   ~Impl() {
     if (updater.joinable()) updater.join();
     if (up) cudaStreamSynchronize(up);
@@ -168,6 +243,8 @@ struct GpuEngine::Impl {
       if (uploaded[k]) cudaEventDestroy(uploaded[k]);
       if (released[k]) cudaEventDestroy(released[k]);
     }
+    for (auto e : up_t0) cudaEventDestroy(e);
+    for (auto e : up_t1) cudaEventDestroy(e);
     if (up) cudaStreamDestroy(up);
     if (registered) cudaHostUnregister(host->arena());
     if (blas) cuda::cublas_destroy(blas);
@@ -208,20 +285,61 @@ struct GpuEngine::Impl {
     if (l < 0 || l >= m.cfg.n_layers || bdev[size_t(l)]) return;
     const int k = l & 1;
     {
+      auto t0 = Clock::now();
       std::unique_lock<std::mutex> g(umu);  // the host update of block l must be done
       ucv.wait(g, [&] { return updated_upto > l; });
+      st_.host_wait_seconds += since(t0);
     }
+    ZO_CHECK(!encode_overflow.load(), "--wire-dtype {}: an update took weights beyond the dtype's range (use bf16)",
+             wire_name(wire));
     const size_t bb = m.block_begin(l), n = m.block_end(l) - bb;
     ZO_CUDA_CHECK(cudaStreamWaitEvent(up, released[k], 0));
-    ZO_CUDA_CHECK(cudaMemcpyAsync(ring[k].p, static_cast<const float*>(host->arena()) + bb, sizeof(float) * n,
-                                  cudaMemcpyHostToDevice, up));
+    ZO_CUDA_CHECK(cudaEventRecord(up_t0[size_t(l)], up));
+    size_t bytes = n * wire_size(wire);
+    const void* src = wire == WireDType::F32 ? static_cast<const void*>(static_cast<const float*>(host->arena()) + bb)
+                                             : static_cast<const void*>(static_cast<uint8_t*>(shadow.p) + shadow_off[size_t(l)]);
+    ZO_CUDA_CHECK(cudaMemcpyAsync(ring[k].p, src, bytes, cudaMemcpyHostToDevice, up));
+    if (wire_scaled(wire) && block_scale_n[size_t(l)]) {
+      const size_t sb = block_scale_n[size_t(l)] * sizeof(float);
+      ZO_CUDA_CHECK(cudaMemcpyAsync(ring_scales[k].p, static_cast<float*>(shadow_scales.p) + block_scale_off[size_t(l)],
+                                    sb, cudaMemcpyHostToDevice, up));
+      bytes += sb;
+    }
+    ZO_CUDA_CHECK(cudaEventRecord(up_t1[size_t(l)], up));
     ZO_CUDA_CHECK(cudaEventRecord(uploaded[k], up));
-    bytes_uploaded += sizeof(float) * n;
+    bytes_uploaded += bytes;
+    st_.bytes_h2d += bytes;
   }
   const float* acquire(int l) {
     if (bdev[size_t(l)]) return bdev[size_t(l)];
-    ZO_CUDA_CHECK(cudaStreamWaitEvent(st, uploaded[l & 1], 0));
-    return ring[l & 1].p;
+    const int k = l & 1;
+    ZO_CUDA_CHECK(cudaStreamWaitEvent(st, uploaded[k], 0));
+    if (wire == WireDType::F32) return reinterpret_cast<const float*>(ring[k].p);
+    const size_t bb = m.block_begin(l), ws = wire_size(wire);
+    for (size_t i = 0; i < m.params.size(); i++) {
+      const Param& p = m.params[i];
+      if (p.block != l) continue;
+      cuda::wire_decode(dec.p + (p.offset - bb), ring[k].p + (p.offset - bb) * ws, p.numel,
+                        wire_scaled(wire) ? ring_scales[k].p + scale_off[i] : nullptr, wire, st);
+    }
+    return dec.p;
+  }
+  // End of a pass: the host clock and the upload events of the streamed blocks.
+  void end_pass(Clock::time_point t0) {
+    ZO_CUDA_CHECK(cudaStreamSynchronize(st));
+    if (up) ZO_CUDA_CHECK(cudaStreamSynchronize(up));
+    st_.pass_seconds += since(t0);
+    st_.passes++;
+    for (int l = 0; l < m.cfg.n_layers && n_streamed; l++) {
+      if (bdev[size_t(l)]) continue;
+      float ms = 0;
+      ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, up_t0[size_t(l)], up_t1[size_t(l)]));
+      st_.upload_seconds += ms * 1e-3;
+    }
+    size_t fr = 0, tot = 0;
+    ZO_CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
+    if (free_at_start > fr) st_.device_peak_bytes = std::max(st_.device_peak_bytes, free_at_start - fr);
+    st_.device_used_peak_bytes = std::max(st_.device_used_peak_bytes, tot - fr);
   }
   void release(int l) {
     if (!bdev[size_t(l)]) ZO_CUDA_CHECK(cudaEventRecord(released[l & 1], st));
@@ -294,8 +412,30 @@ GpuEngine::GpuEngine(const Model& m, const GpuOptions& o) : p_(std::make_unique<
 
 GpuEngine::Plan GpuEngine::plan() const {
   const Impl& I = *p_;
+  size_t per_pass = 0;
+  for (int l = 0; l < I.m.cfg.n_layers; l++)
+    if (!I.bdev[size_t(l)])
+      per_pass += (I.m.block_end(l) - I.m.block_begin(l)) * wire_size(I.wire) +
+                  (I.block_scale_n.empty() ? 0 : I.block_scale_n[size_t(l)] * sizeof(float));
   return Plan{I.m.cfg.n_layers - I.n_streamed, I.n_streamed, I.w.n * sizeof(float),
-              I.n_streamed ? 2 * I.ring[0].n * sizeof(float) : 0, I.bytes_uploaded};
+              I.n_streamed ? I.ring[0].n + I.ring[1].n : 0, I.bytes_uploaded, I.fixed_bytes,
+              I.shadow.bytes + I.shadow_scales.bytes, per_pass, I.wire};
+}
+GpuEngine::Stats GpuEngine::stats() const {
+  Impl& I = *p_;
+  if (I.updater.joinable()) I.updater.join();
+  GpuEngine::Stats s = I.st_;
+  s.host_update_seconds = I.host_update_s;
+  return s;
+}
+void GpuEngine::reset_stats() {
+  Impl& I = *p_;
+  if (I.updater.joinable()) I.updater.join();
+  const size_t peak = I.st_.device_peak_bytes, used = I.st_.device_used_peak_bytes;
+  I.st_ = Stats();
+  I.st_.device_peak_bytes = peak;
+  I.st_.device_used_peak_bytes = used;
+  I.host_update_s = 0;
 }
 GpuEngine::~GpuEngine() = default;
 
@@ -377,11 +517,14 @@ std::vector<double> GpuEngine::Impl::head_logprobs(const float* xs, const std::v
 std::vector<double> GpuEngine::target_logprobs(const Batch& b, const std::vector<int32_t>& rows,
                                                const std::vector<int32_t>& ids) {
   Impl& I = *p_;
+  auto t0 = Clock::now();
   I.prepare(b, rows.size());
   I.embed(b);
   I.issue_upload(0);
   for (int l = 0; l < I.m.cfg.n_layers; l++) I.block(l, b);
-  return I.head_logprobs(I.x.p, rows, ids);
+  auto out = I.head_logprobs(I.x.p, rows, ids);
+  I.end_pass(t0);
+  return out;
 }
 
 std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, const std::vector<int32_t>& rows,
@@ -396,6 +539,7 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
   const size_t S = dir.size();
   ZO_CHECK(S == scale.size() && S > 0, "version_logprobs: {} directions for {} scales", S, scale.size());
   ZO_CHECK(trainable.size() == m.params.size(), "version_logprobs: trainable mask of the wrong size");
+  auto t_pass = Clock::now();
   I.prepare(b, rows.size());
   const size_t N = size_t(b.n_tokens()), wide = size_t(std::max(c.hidden, c.embed_dim));
   auto& xs = I.xs;
@@ -462,7 +606,7 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
     out[k] = I.head_logprobs(xs[k].p, rows, ids);
   }
   for (auto& g : I.gsrc) g = nullptr;
-  ZO_CUDA_CHECK(cudaStreamSynchronize(I.st));
+  I.end_pass(t_pass);
   return out;
 }
 
@@ -498,19 +642,27 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
   std::vector<uint8_t> tr(trainable);
   I.updater = std::thread([&I, terms, dist, opt, lr, wd, beta, tr] {
     Model& hm = *I.host;
+    auto t0 = Clock::now();
     for (int l = 0; l < hm.cfg.n_layers; l++) {
       if (!I.bdev[size_t(l)])
         for (size_t i = 0; i < hm.params.size(); i++) {
           const Param& p = hm.params[i];
           if (p.block != l || !tr[i]) continue;
-          zo_update(static_cast<float*>(hm.arena()) + p.offset, I.host_mom.empty() ? nullptr : I.host_mom.data() + p.offset,
-                    p.numel, tid_of(p), 0, terms.data(), int(terms.size()), dist, opt, lr, p.decay ? wd : 0.0f, beta);
+          float* w = static_cast<float*>(hm.arena()) + p.offset;
+          float* mo = I.host_mom.empty() ? nullptr : I.host_mom.data() + p.offset;
+          const float wdp = p.decay ? wd : 0.0f;
+          if (I.wire == WireDType::F32)
+            zo_update(w, mo, p.numel, tid_of(p), 0, terms.data(), int(terms.size()), dist, opt, lr, wdp, beta);
+          else if (!update_and_encode(w, mo, p.numel, tid_of(p), terms.data(), int(terms.size()), dist, opt, lr, wdp,
+                                      beta, I.wire, I.wire_ptr(i), I.wire_scales(i)))
+            I.encode_overflow.store(true);
         }
       std::lock_guard<std::mutex> g(I.umu);
       I.updated_upto = l + 1;
       I.ucv.notify_all();
     }
     std::lock_guard<std::mutex> g(I.umu);
+    I.host_update_s += since(t0);
     I.updated_upto = 1 << 30;
     I.ucv.notify_all();
   });

@@ -8,6 +8,7 @@
 
 #include "core/cuda/ops.h"
 #include "core/perturb.h"
+#include "core/wire.h"
 #include "models/forward.h"
 
 namespace zo {
@@ -16,6 +17,7 @@ struct GpuOptions {
   cuda::GemmMode mode = cuda::GemmMode::F32;
   size_t gpu_mem = 0;  // bytes for weights on the device; 0: everything resident
   size_t reserve = 0;  // bytes of gpu_mem kept for activations
+  WireDType wire = WireDType::F32;  // how streamed blocks travel (core/wire.h); resident ones stay f32
 };
 
 class GpuEngine {
@@ -24,13 +26,32 @@ class GpuEngine {
   GpuEngine(const Model& m, cuda::GemmMode mode = cuda::GemmMode::F32);
   // With gpu_mem: the globals and as many blocks as fit stay resident; the other blocks are streamed
   // from the model's (f32) masters, which are pinned, uploaded once per pass into two ring slots
-  // and updated on the host (ZO2 with one-way traffic). The model must outlive the engine.
+  // and updated on the host (ZO2 with one-way traffic). With a wire dtype other than f32 the host
+  // keeps a pinned encoded shadow of the streamed blocks, re-encoded block by block right after each
+  // block's host update; the device decodes a block once per pass. The model must outlive the engine.
   GpuEngine(const Model& m, const GpuOptions& o);
   struct Plan {
     int resident_blocks, streamed_blocks;
     size_t resident_bytes, ring_bytes, bytes_uploaded;
+    size_t fixed_bytes;         // globals' perturbed copies, working copy, decode buffer, ring slots
+    size_t shadow_bytes;        // pinned host memory of the wire shadow (0 for f32)
+    size_t streamed_per_pass;   // bytes over PCIe per pass (weights in the wire dtype, plus fp8 scales)
+    WireDType wire;
   };
   Plan plan() const;
+  // Measured over the passes so far (version_logprobs and target_logprobs).
+  struct Stats {
+    long passes = 0;
+    size_t bytes_h2d = 0;        // weights uploaded
+    double upload_seconds = 0;   // the upload stream busy with weights (CUDA events)
+    double pass_seconds = 0;     // wall time of the passes, each ending in a device synchronization
+    double host_update_seconds = 0;  // the updater thread's time on streamed blocks
+    double host_wait_seconds = 0;    // uploads held back waiting for a block's host update
+    size_t device_peak_bytes = 0;    // peak device memory taken since the engine began (cudaMemGetInfo)
+    size_t device_used_peak_bytes = 0;  // peak of the whole device's memory in use (context included)
+  };
+  Stats stats() const;
+  void reset_stats();
   ~GpuEngine();
   GpuEngine(const GpuEngine&) = delete;
   GpuEngine& operator=(const GpuEngine&) = delete;

@@ -144,3 +144,49 @@ TEST_P(CudaForward, StreamedBlocksGiveTheResidentBits) {
   auto want = e.target_logprobs(e.hidden(), rows, ids);
   for (size_t i = 0; i < want.size(); i++) EXPECT_NEAR(got[i], want[i], 2e-4 * (1 + std::fabs(want[i]))) << i;
 }
+
+// Streaming in a narrow wire dtype: the device computes with decode(encode(W)) for streamed blocks,
+// so its log-probs match the CPU Engine run on a model whose streamed blocks hold exactly those
+// values (core/wire.h's CPU reference, tested against torch's casts); the f32 host masters take the
+// updates and equal core/perturb.h's bit for bit.
+TEST_P(CudaForward, WireDtypesStreamDecodedWeights) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
+  const std::string dir = std::string(ZO_TEST_DATA) + "/models/" + GetParam();
+  Batch b = Batch::from_sequences({{5, 17, 99, 3, 8}, {9, 9, 10, 11, 12, 13}});
+  std::vector<int32_t> rows = {1, 2, 3, 6, 7}, ids = {99, 3, 8, 11, 12};
+  for (WireDType t : {WireDType::BF16, WireDType::F16, WireDType::FP8}) {
+    Model ms = load_model(dir);
+    size_t gbytes = 0;
+    for (const Param& p : ms.params)
+      if (p.block < 0) gbytes += p.numel * 4;
+    GpuOptions o;
+    o.wire = t;
+    o.gpu_mem = 2 * gbytes + 4 * ms.max_block_numel() * 4 + (size_t(1) << 20);  // every block streams
+    GpuEngine g(ms, o);
+    ASSERT_EQ(g.plan().streamed_blocks, ms.cfg.n_layers) << wire_name(t);
+    std::vector<uint8_t> trainable(ms.params.size(), 1);
+    std::vector<UpdateTerm> terms = {{9, 0.75f}};
+    g.version_logprobs(b, rows, ids, {9}, {0, 0}, {1e-2f, -1e-2f}, Dist::Gaussian, trainable);
+    g.update(terms, Dist::Gaussian, OptKind::SGD, 1e-2f, 0.0f, 0.9f, trainable);
+    auto got = g.target_logprobs(b, rows, ids);
+    EXPECT_EQ(g.stats().bytes_h2d, 2 * g.plan().streamed_per_pass) << wire_name(t);
+    Model cpu = load_model(dir);
+    for (const Param& p : cpu.params)
+      zo_update(static_cast<float*>(cpu.arena()) + p.offset, nullptr, p.numel, rng::fnv1a64(p.name.data(), p.name.size()),
+                0, terms.data(), 1, Dist::Gaussian, OptKind::SGD, 1e-2f, 0.0f, 0.9f);
+    EXPECT_EQ(std::memcmp(ms.arena(), cpu.arena(), cpu.bytes()), 0) << wire_name(t);  // f32 masters, updated
+    for (const Param& p : cpu.params) {  // what crossed the link: blocks encoded then decoded
+      if (p.block < 0) continue;
+      float* w = static_cast<float*>(cpu.arena()) + p.offset;
+      std::vector<uint8_t> enc(p.numel * wire_size(t));
+      std::vector<float> sc(wire_groups(p.numel));
+      wire_encode(t, w, p.numel, enc.data(), sc.data());
+      wire_decode(t, enc.data(), p.numel, sc.data(), w);
+    }
+    Engine e(cpu);
+    e.forward(b);
+    auto want = e.target_logprobs(e.hidden(), rows, ids);
+    for (size_t i = 0; i < want.size(); i++)
+      EXPECT_NEAR(got[i], want[i], 2e-4 * (1 + std::fabs(want[i]))) << wire_name(t) << " row " << i;
+  }
+}

@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "core/cuda/check.h"
 #include "core/cuda/ops.h"
 #include "core/cuda/perturb.h"
+#include "core/cuda/wire.h"
 #include "core/ops.h"
+#include "core/wire.h"
 
 using namespace zo;
 
@@ -184,4 +187,24 @@ TEST(CudaOps, LogSumExpRows) {
   cuda::logsumexp_rows(dlse.p, dl.p, M, V, nullptr);
   auto got = dlse.host();
   for (int r = 0; r < M; r++) EXPECT_NEAR(got[size_t(r)], want[size_t(r)], 1e-9 * std::fabs(want[size_t(r)]));
+}
+
+// The device wire decoder against the CPU reference (core/wire.h, itself tested against torch's
+// casts): bit-identical for every dtype, across group boundaries.
+TEST(CudaOps, WireDecodeIsBitIdenticalToTheCpu) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
+  const size_t n = 3 * kWireGroup + 123;
+  std::vector<float> x = randn(n, 0.05f, 77);
+  for (size_t i = kWireGroup; i < 2 * kWireGroup; i++) x[i] *= 1000.0f;
+  for (WireDType t : {WireDType::F32, WireDType::BF16, WireDType::F16, WireDType::FP8}) {
+    std::vector<uint8_t> enc(n * wire_size(t));
+    std::vector<float> sc(wire_groups(n)), want(n);
+    ASSERT_TRUE(wire_encode(t, x.data(), n, enc.data(), sc.data()));
+    wire_decode(t, enc.data(), n, sc.data(), want.data());
+    Dev<uint8_t> de(enc);
+    Dev<float> ds(sc), out(n);
+    cuda::wire_decode(out.p, de.p, n, ds.p, t, nullptr);
+    auto got = out.host();
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), n * sizeof(float)), 0) << wire_name(t);
+  }
 }

@@ -35,6 +35,11 @@ struct BenchTrainArgs {
   std::string offload = "none";       // none | disk (masters in a file, see Model::allocate)
   std::string offload_file;           // default: $TMPDIR/zo-bench-masters-<pid>.f32 (unlinked at once)
   bool cold = false;                  // disk: write back and drop the file's page cache every step
+  int seq_len = 0;                    // > 0 without --data: random prompts of this many tokens
+  std::string device = "cpu";         // cpu | cuda (zo/device.h)
+  double gpu_mem = 0;                 // cuda: bytes for weights and buffers (0: all resident)
+  double gpu_reserve = double(1u << 30);
+  std::string wire = "f32", gemm = "tf32";
   bool json = false;
 };
 int bench_train(const BenchTrainArgs& a);

@@ -13,6 +13,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/perturb.h"
 #include "models/forward.h"
 #include "zo/bench.h"
 
@@ -51,25 +52,48 @@ ModelConfig shape_config(const std::string& name) {
     c.vocab_size = 49152, c.hidden = 576, c.n_layers = 30, c.n_heads = 9, c.n_kv_heads = 3, c.head_dim = 64;
     c.ffn_dim = 1536, c.max_pos = 8192, c.embed_dim = 576, c.rope_theta = 100000.0f;
     c.tie_embeddings = true;
+  } else if (name == "opt-1.3b" || name == "opt-2.7b" || name == "opt-6.7b" || name == "opt-13b" || name == "opt-30b" ||
+             name == "opt-66b") {  // facebook/opt-*: the published configs (Zhang et al. 2022, table 1)
+    struct S { const char* n; int hidden, layers, heads; };
+    static const S kOpt[] = {{"opt-1.3b", 2048, 24, 32}, {"opt-2.7b", 2560, 32, 32}, {"opt-6.7b", 4096, 32, 32},
+                             {"opt-13b", 5120, 40, 40},  {"opt-30b", 7168, 48, 56},  {"opt-66b", 9216, 64, 72}};
+    for (const S& o : kOpt)
+      if (name == o.n) {
+        c.arch = Arch::OPT;
+        c.model_type = "opt";
+        c.vocab_size = 50272, c.hidden = o.hidden, c.n_layers = o.layers, c.n_heads = o.heads, c.n_kv_heads = o.heads;
+        c.head_dim = o.hidden / o.heads, c.ffn_dim = 4 * o.hidden, c.max_pos = 2048, c.embed_dim = o.hidden;
+        c.ln_bias = true;
+        c.qkv_bias = c.o_bias = c.mlp_bias = true;
+        c.tie_embeddings = true;
+      }
   } else {
-    fail("unknown model shape '{}' (known: opt-125m, smollm-135m)", name);
+    fail("unknown model shape '{}' (known: opt-125m, smollm-135m, opt-1.3b, opt-2.7b, opt-6.7b, opt-13b, opt-30b, "
+         "opt-66b)", name);
   }
   validate_config(c, name);
   return c;
 }
 
-// Random weights, written a slab at a time (no tensor-sized temporary: the bench measures RSS).
+// Random weights N(0, 0.02) (norm weights N(1, 0.02)), made by the Philox generator of core/perturb.h
+// a slab at a time on every thread (no tensor-sized temporary: the bench measures RSS; billions of
+// weights take seconds, not minutes).
 void fill_random(Model& m, uint64_t seed) {
   constexpr size_t kSlab = size_t(1) << 16;
-  std::vector<float> buf(kSlab);
-  std::mt19937_64 rng(seed);
   for (const Param& p : m.params) {
-    bool norm = p.role == kLn1W || p.role == kLn2W || (p.block < 0 && p.role == kFinalNormW);
-    std::normal_distribution<float> nd(norm ? 1.0f : 0.0f, 0.02f);
-    for (size_t i = 0; i < p.numel; i += kSlab) {
-      size_t n = std::min(kSlab, p.numel - i);
-      for (size_t k = 0; k < n; k++) buf[k] = nd(rng);
-      m.write_f32(p.offset + i, buf.data(), n);
+    const bool norm = p.role == kLn1W || p.role == kLn2W || (p.block < 0 && p.role == kFinalNormW);
+    const uint64_t tid = rng::fnv1a64(p.name.data(), p.name.size());
+    const long slabs = long((p.numel + kSlab - 1) / kSlab);
+#pragma omp parallel
+    {
+      std::vector<float> buf(kSlab);
+#pragma omp for schedule(static)
+      for (long s = 0; s < slabs; s++) {
+        const size_t i = size_t(s) * kSlab, n = std::min(kSlab, p.numel - i);
+        fill_z(buf.data(), seed, tid, i, n, Dist::Gaussian);
+        for (size_t k = 0; k < n; k++) buf[k] = (norm ? 1.0f : 0.0f) + 0.02f * buf[k];
+        m.write_f32(p.offset + i, buf.data(), n);
+      }
     }
   }
 }

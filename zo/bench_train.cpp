@@ -5,6 +5,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -14,10 +15,12 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "core/wire.h"
 #include "models/load.h"
 #include "models/tokenizer.h"
 #include "zo/bench.h"
 #include "zo/data.h"
+#include "zo/device.h"
 #include "zo/defaults.h"
 #include "zo/objective.h"
 #include "zo/spsa.h"
@@ -72,7 +75,12 @@ double cold_read_bandwidth(int fd) {
 }  // namespace
 
 int bench_train(const BenchTrainArgs& a) {
-  ZO_CHECK(!a.data.empty(), "bench train: give --data (SST-2 JSONL)");
+  ZO_CHECK(!a.data.empty() || a.seq_len > 0, "bench train: give --data (SST-2 JSONL) or --seq-len (random prompts)");
+  ZO_CHECK(a.device == "cpu" || a.device == "cuda", "--device '{}': expected cpu or cuda", a.device);
+  ZO_CHECK(a.device == "cuda" || a.gpu_mem == 0, "--gpu-mem applies to --device cuda");
+  ZO_CHECK(!(a.device == "cuda" && a.offload != "none"), "--offload disk is the CPU's tier (with --device cuda use --gpu-mem)");
+  const bool gpu = a.device == "cuda";
+  if (gpu) ZO_CHECK(cuda_devices() > 0, "--device cuda: no CUDA device is visible (or zo was built without CUDA)");
   ZO_CHECK(a.mode == "train" || a.mode == "inference", "--mode '{}': expected train or inference", a.mode);
   ZO_CHECK(a.steps >= 1 && a.warmup >= 0 && a.batch >= 1, "bench train: --steps >= 1, --warmup >= 0, --batch >= 1");
   const bool real = !a.model.empty();
@@ -92,29 +100,62 @@ int bench_train(const BenchTrainArgs& a) {
     cold_read_gbs = cold_read_bandwidth(m.backing_fd());
     m.track_resident(true);
   }
-  // The default model's tokenizer for random-weight shapes (as tools/mezo_torch.py does).
-  Tokenizer tok = load_tokenizer(real ? path : default_model_path());
   const long total = long(a.warmup + a.steps) * a.batch;
-  auto all = read_jsonl(a.data, -1);
-  ZO_CHECK(!all.empty(), "{}: no rows", a.data);
-  std::vector<nlohmann::json> rows;
-  for (long i = 0; i < total; i++) rows.push_back(all[size_t(i % long(all.size()))]);
-  all.clear();
-  all.shrink_to_fit();
-  ClassData d = encode_classification(task_from_name("sst2"), tok, rows, a.data, m.cfg.max_pos);
-  if (!real && a.shape == "opt-125m")  // OPT's tokenizer starts every prompt with </s> (id 2)
-    for (auto& ex : d.examples) ex.prompt.insert(ex.prompt.begin(), 2);
+  ClassData d;
+  if (a.data.empty()) {  // random prompts (no tokenizer or data needed: the GPU machine has neither)
+    ZO_CHECK(a.seq_len < m.cfg.max_pos, "--seq-len {}: the model's context is {}", a.seq_len, m.cfg.max_pos);
+    d.candidates = {{m.cfg.vocab_size / 3}, {m.cfg.vocab_size / 2}};
+    for (long i = 0; i < total; i++) {
+      ClassExample ex;
+      for (int t = 0; t < a.seq_len; t++)
+        ex.prompt.push_back(int32_t(3 + rng::splitmix64(uint64_t(i) * 100003u + uint64_t(t)) % uint64_t(m.cfg.vocab_size - 3)));
+      ex.label = int(i & 1);
+      d.examples.push_back(std::move(ex));
+    }
+  } else {
+    // The default model's tokenizer for random-weight shapes (as tools/mezo_torch.py does).
+    Tokenizer tok = load_tokenizer(real ? path : default_model_path());
+    auto all = read_jsonl(a.data, -1);
+    ZO_CHECK(!all.empty(), "{}: no rows", a.data);
+    std::vector<nlohmann::json> rows;
+    for (long i = 0; i < total; i++) rows.push_back(all[size_t(i % long(all.size()))]);
+    all.clear();
+    all.shrink_to_fit();
+    d = encode_classification(task_from_name("sst2"), tok, rows, a.data, m.cfg.max_pos);
+    if (!real && a.shape == "opt-125m")  // OPT's tokenizer starts every prompt with </s> (id 2)
+      for (auto& ex : d.examples) ex.prompt.insert(ex.prompt.begin(), 2);
+  }
 
   Engine e(m);
   SpsaOptions so;
   so.eps = float(a.eps);
   std::unique_ptr<Spsa> spsa;
   if (a.mode == "train") spsa = std::make_unique<Spsa>(m, e, so);
+  std::unique_ptr<StepDevice> dev;
+  double setup_device_s = 0, h2d_gbs = 0;
+  if (gpu) {
+    DeviceOptions o;
+    o.gemm = a.gemm;
+    o.gpu_mem = size_t(a.gpu_mem);
+    o.reserve = a.gpu_mem > 0 ? size_t(a.gpu_reserve) : 0;
+    o.wire = a.wire;
+    auto t0 = Clock::now();
+    dev = make_cuda_device(m, o);
+    setup_device_s = since(t0);
+    if (spsa) spsa->set_device(dev.get());
+    if (!a.json) std::fprintf(stderr, "device: %s\n", dev->describe().c_str());
+    // The link's rate in this run, on a copy as large as a block in the wire dtype (at least 256 MiB).
+    h2d_gbs = cuda_h2d_pinned_gbs(std::max<size_t>(size_t(256) << 20, m.max_block_numel() * wire_size(parse_wire_dtype(a.wire))));
+  }
   size_t rss_loaded = current_rss_bytes();
   reset_peak_rss();
   double timed = 0, tokens = 0, real_tokens = 0;
   std::pair<uint64_t, uint64_t> io0{0, 0};
   StepTimes before{};
+  double flops = 0;  // GEMM FLOPs of the timed steps (blocks and head, every version)
+  size_t block_numel = 0;
+  for (const Param& p : m.params)
+    if (p.block >= 0 && p.shape.size() == 2) block_numel += p.numel;
   for (int t = 0; t < a.warmup + a.steps; t++) {
     std::vector<const std::vector<int32_t>*> prompts;
     std::vector<int> labels;
@@ -128,10 +169,14 @@ int bench_train(const BenchTrainArgs& a) {
     LossPlan plan = classification_loss_plan(prompts, labels, d.candidates);
     if (t == a.warmup && spsa) before = spsa->times();
     if (t == a.warmup) io0 = io_bytes();
+    if (t == a.warmup && dev) dev->reset_stats();
     auto t0 = Clock::now();
     if (spsa) {
       StepRecord r = spsa->step(uint64_t(t), {rng::direction_seed(0, uint64_t(t), 0)}, float(a.lr), plan);
       spsa->set_pending(r);
+    } else if (dev) {
+      volatile double l = plan.loss(dev->logprobs(plan.batch, plan.rows, plan.ids));
+      (void)l;
     } else {
       e.forward(plan.batch, nullptr, &plan.keep);
       volatile double l = plan.loss(e.target_logprobs(e.hidden(), plan.rows, plan.ids));
@@ -139,10 +184,20 @@ int bench_train(const BenchTrainArgs& a) {
     }
     if (disk && a.cold) drop_file_cache(m.backing_fd());  // inside the timed step: its write-back is real work
     if (t >= a.warmup) {
+      const double versions = spsa ? 2.0 : 1.0;
+      std::vector<int32_t> uniq(plan.rows);
+      std::sort(uniq.begin(), uniq.end());
+      uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
+      flops += versions * 2.0 * (double(plan.batch.n_tokens()) * double(block_numel) +
+                                 double(uniq.size()) * double(m.cfg.vocab_size) * double(m.cfg.embed_dim));
       timed += since(t0);
       tokens += tok_step;
       real_tokens += plan.batch.n_tokens();
     }
+  }
+  nlohmann::json devj;
+  if (dev) {  // the device's own counters over the timed steps (reset at the first of them)
+    devj = {{"kind", "cuda"}, {"name", cuda_device_name()}, {"plan", dev->plan()}, {"stats", dev->stats()}};
   }
   if (spsa) spsa->flush();
   const auto io1 = io_bytes();
@@ -166,6 +221,29 @@ int bench_train(const BenchTrainArgs& a) {
                                    {"head", (s.head - before.head) / a.steps},
                                    {"perturb", (s.perturb - before.perturb) / a.steps},
                                    {"update", (s.update - before.update) / a.steps}};
+  }
+  if (dev) {
+    const auto& st = devj["stats"];
+    const double up_bytes = st["bytes_h2d"].get<double>() / a.steps, up_s = st["upload_seconds"].get<double>() / a.steps;
+    const double step_s = timed / a.steps;
+    // cuBLAS's rate in this run on the model's largest GEMM at this batch: [tokens, 4C] x [C].
+    const int M = int(j["packed_tokens_per_step"].get<double>()), C = m.cfg.hidden;
+    const double gemm_peak = cuda_gemm_tflops(a.gemm, std::max(M, 1), std::max(m.cfg.ffn_dim, C), C);
+    devj["setup_seconds"] = setup_device_s;
+    devj["link"] = {{"h2d_bytes_per_step", up_bytes},
+                    {"h2d_busy_seconds_per_step", up_s},
+                    {"h2d_achieved_gb_s", up_s > 0 ? up_bytes / up_s / 1e9 : 0.0},
+                    {"h2d_pinned_measured_gb_s", h2d_gbs},
+                    {"h2d_bound_seconds_per_step", h2d_gbs > 0 ? up_bytes / (h2d_gbs * 1e9) : 0.0},
+                    {"busy_fraction", step_s > 0 ? up_s / step_s : 0.0}};
+    devj["host_update_seconds_per_step"] = st["host_update_seconds"].get<double>() / a.steps;
+    devj["host_wait_seconds_per_step"] = st["host_wait_seconds"].get<double>() / a.steps;
+    devj["gemm"] = {{"mode", a.gemm},
+                    {"step_gemm_tflop", flops / a.steps / 1e12},
+                    {"step_tflops", flops / timed / 1e12},
+                    {"cublas_tflops", gemm_peak},
+                    {"fraction_of_cublas", gemm_peak > 0 ? flops / timed / 1e12 / gemm_peak : 0.0}};
+    j["device"] = devj;
   }
   if (disk) {
     const double rd = double(io1.first - io0.first) / a.steps, wr = double(io1.second - io0.second) / a.steps;

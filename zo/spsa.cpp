@@ -78,10 +78,25 @@ void Spsa::set_pending(const StepRecord& r) {
   pend_terms_.clear();
   for (size_t d = 0; d < r.g.size(); d++) pend_terms_.push_back({r.seeds[d], r.g[d] / q});
   pend_lr_ = r.lr;
+  if (dev_) {  // applied on the device now, in stream order after the step that made it
+    auto t0 = Clock::now();
+    dev_->update(pend_terms_, o_.dist, o_.opt, pend_lr_, o_.wd, o_.momentum, trainable_);
+    times_.update += since(t0);
+    return;
+  }
   for (size_t i = 0; i < trainable_.size(); i++) pend_left_[i] = trainable_[i];
 }
 
+void Spsa::set_device(StepDevice* d) {
+  flush();
+  dev_ = d;
+}
+
 void Spsa::flush() {
+  if (dev_) {
+    dev_->sync_host(m_);
+    return;
+  }
   for (size_t i : globals_) apply_pending(i);
   for (size_t l = 0; l < block_params_.size(); l++) {
     bool dirty = false;
@@ -94,6 +109,10 @@ void Spsa::flush() {
 }
 
 void Spsa::apply(const StepRecord& r) {
+  if (dev_) {  // the device applies it at once; the host masters follow at the next flush
+    set_pending(r);
+    return;
+  }
   flush();
   set_pending(r);
   flush();
@@ -106,6 +125,14 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
   const ModelConfig& c = m_.cfg;
   const Batch& b = plan.batch;
   const size_t S = dir.size(), N = size_t(b.n_tokens());
+  if (dev_) {
+    auto t0 = Clock::now();
+    auto lp = dev_->versions(b, plan.rows, plan.ids, seeds, dir, scale, o_.dist, trainable_);
+    times_.forward += since(t0);
+    std::vector<double> out(S);
+    for (size_t k = 0; k < S; k++) out[k] = plan.loss(lp[k]);
+    return out;
+  }
   for (size_t i : globals_) apply_pending(i);
   auto version_of = [&](size_t k) { return (dir[k] < 0 || scale[k] == 0.0f) ? -1 : dir[k]; };
 

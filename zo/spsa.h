@@ -16,6 +16,7 @@
 
 #include "core/perturb.h"
 #include "models/forward.h"
+#include "zo/device.h"
 #include "zo/steplog.h"
 
 namespace zo {
@@ -59,8 +60,13 @@ class Spsa {
   StepRecord step(uint64_t step, const std::vector<uint64_t>& seeds, float lr, const LossPlan& plan);
   // Makes r's update the pending one (skipped records: nothing).
   void set_pending(const StepRecord& r);
-  // Applies the pending update to every parameter now.
+  // Applies the pending update to every parameter now (with a device: brings the host masters up to
+  // date with the device's weights).
   void flush();
+  // Runs the steps' forwards and updates on d from now on (null: the CPU). The device must have
+  // been built on this model after any replay; it applies each update as set_pending is called.
+  void set_device(StepDevice* d);
+  StepDevice* device() const { return dev_; }
   // Replay: applies a logged update immediately (flushes what was pending first).
   void apply(const StepRecord& r);
 
@@ -95,6 +101,7 @@ class Spsa {
   float pend_lr_ = 0;
   std::vector<uint8_t> pend_left_;               // per parameter: update still to apply
   StepTimes times_;
+  StepDevice* dev_ = nullptr;
 };
 
 // The parameter's tensor id: FNV-1a 64 of its name (core/philox.h).

@@ -187,14 +187,25 @@ double candidate_cross_entropy(const std::vector<double>& s, int label) {
   return mx + std::log(sum) - s[size_t(label)];
 }
 
-std::vector<std::vector<double>> score_candidates(Engine& e, const std::vector<const std::vector<int32_t>*>& prompts,
-                                                  const std::vector<std::vector<int32_t>>& cands) {
-  CandidatePlan plan = plan_candidates(prompts, cands);
-  e.forward(plan.batch, nullptr, &plan.keep);
-  return plan_scores(plan, e.target_logprobs(e.hidden(), plan.rows, plan.ids));
+Scorer engine_scorer(Engine& e) {
+  return [&e](const Batch& b, const std::vector<int32_t>* keep, const std::vector<int32_t>& rows,
+              const std::vector<int32_t>& ids) {
+    e.forward(b, nullptr, keep);
+    return e.target_logprobs(e.hidden(), rows, ids);
+  };
 }
 
-EvalResult evaluate_classification(Engine& e, const ClassData& d, const EvalOptions& o) {
+std::vector<std::vector<double>> score_candidates(const Scorer& s, const std::vector<const std::vector<int32_t>*>& prompts,
+                                                  const std::vector<std::vector<int32_t>>& cands) {
+  CandidatePlan plan = plan_candidates(prompts, cands);
+  return plan_scores(plan, s(plan.batch, &plan.keep, plan.rows, plan.ids));
+}
+std::vector<std::vector<double>> score_candidates(Engine& e, const std::vector<const std::vector<int32_t>*>& prompts,
+                                                  const std::vector<std::vector<int32_t>>& cands) {
+  return score_candidates(engine_scorer(e), prompts, cands);
+}
+
+EvalResult evaluate_classification(const Scorer& e, const ClassData& d, const EvalOptions& o) {
   ZO_CHECK(o.batch_size > 0, "batch size must be positive");
   auto t0 = std::chrono::steady_clock::now();
   EvalResult r;
@@ -230,7 +241,7 @@ EvalResult evaluate_classification(Engine& e, const ClassData& d, const EvalOpti
   return r;
 }
 
-EvalResult evaluate_lm(Engine& e, const std::vector<std::vector<int32_t>>& seqs, const EvalOptions& o) {
+EvalResult evaluate_lm(const Scorer& e, const std::vector<std::vector<int32_t>>& seqs, const EvalOptions& o) {
   ZO_CHECK(o.batch_size > 0, "batch size must be positive");
   auto t0 = std::chrono::steady_clock::now();
   EvalResult r;
@@ -247,8 +258,7 @@ EvalResult evaluate_lm(Engine& e, const std::vector<std::vector<int32_t>>& seqs,
         rows.push_back(t);
         ids.push_back(b.ids[size_t(t) + 1]);
       }
-    e.forward(b);
-    for (double lp : e.target_logprobs(e.hidden(), rows, ids)) nll -= lp;
+    for (double lp : e(b, nullptr, rows, ids)) nll -= lp;
     r.targets += long(rows.size());
     r.tokens += b.n_tokens();
     bar.update(end, fmt::format("loss {:.4f}", nll / double(r.targets)));

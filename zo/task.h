@@ -6,6 +6,7 @@
 //                   "{sentence} It was" + " terrible" | " great".
 #pragma once
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -61,9 +62,17 @@ std::vector<std::vector<double>> plan_scores(const CandidatePlan& plan, const st
 // -log softmax(scores)[label]: MeZO's classification loss over the candidates' scores.
 double candidate_cross_entropy(const std::vector<double>& scores, int label);
 
+// What scores a packed batch: log p(ids[i] | rows[i]) after a forward over it (keep: rows from
+// which the last block's outputs are needed, or null). The CPU Engine (engine_scorer) or a device.
+using Scorer = std::function<std::vector<double>(const Batch& b, const std::vector<int32_t>* keep,
+                                                 const std::vector<int32_t>& rows, const std::vector<int32_t>& ids)>;
+Scorer engine_scorer(Engine& e);
+
 // Mean log-probability of each candidate after each prompt: scores[p][c]. Candidates that are
 // single tokens share one sequence per prompt (the vocabulary is reached at one row); longer ones
 // get prompt + candidate sequences.
+std::vector<std::vector<double>> score_candidates(const Scorer& s, const std::vector<const std::vector<int32_t>*>& prompts,
+                                                  const std::vector<std::vector<int32_t>>& candidates);
 std::vector<std::vector<double>> score_candidates(Engine& e, const std::vector<const std::vector<int32_t>*>& prompts,
                                                   const std::vector<std::vector<int32_t>>& candidates);
 
@@ -82,7 +91,13 @@ struct EvalOptions {
   int batch_size = 16;
   bool progress = true;
 };
-EvalResult evaluate_classification(Engine& e, const ClassData& d, const EvalOptions& o);
-EvalResult evaluate_lm(Engine& e, const std::vector<std::vector<int32_t>>& seqs, const EvalOptions& o);
+EvalResult evaluate_classification(const Scorer& s, const ClassData& d, const EvalOptions& o);
+EvalResult evaluate_lm(const Scorer& s, const std::vector<std::vector<int32_t>>& seqs, const EvalOptions& o);
+inline EvalResult evaluate_classification(Engine& e, const ClassData& d, const EvalOptions& o) {
+  return evaluate_classification(engine_scorer(e), d, o);
+}
+inline EvalResult evaluate_lm(Engine& e, const std::vector<std::vector<int32_t>>& seqs, const EvalOptions& o) {
+  return evaluate_lm(engine_scorer(e), seqs, o);
+}
 
 }  // namespace zo

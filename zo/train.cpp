@@ -14,10 +14,13 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "core/wire.h"
 #include "models/load.h"
 #include "models/tokenizer.h"
 #include "zo/bench.h"
 #include "zo/data.h"
+#include "zo/device.h"
+#include "offload/residency.h"
 #include "zo/defaults.h"
 #include "zo/objective.h"
 #include "zo/progress.h"
@@ -36,7 +39,8 @@ using json = nlohmann::json;
   X(model) X(dtype) X(task) X(data) X(tmpl) X(label_field) X(label_words) X(n_train) X(n_dev) X(n_test) \
   X(data_seed) X(max_length) X(steps) X(batch) X(lr) X(eps) X(wd) X(momentum) X(seed) X(directions)   \
   X(one_sided) X(dist) X(optimizer) X(schedule) X(warmup) X(params) X(freeze) X(objective)            \
-  X(eval_every) X(eval_batch) X(eval_at_start) X(test_at_best) X(fsync) X(offload) X(offload_file) X(ram_budget)
+  X(eval_every) X(eval_batch) X(eval_at_start) X(test_at_best) X(fsync) X(offload) X(offload_file) X(ram_budget) \
+  X(device) X(gpu_mem) X(gpu_reserve) X(wire_dtype) X(gemm)
 
 namespace {
 // Config keys use the flag spelling: n_train -> "n-train"; tmpl -> "template".
@@ -106,6 +110,16 @@ void TrainConfig::validate() const {
   ZO_CHECK(ram_budget >= 0, "--ram-budget must be >= 0");
   ZO_CHECK(!(offload == "disk" && optimizer == "momentum"),
            "--optimizer momentum keeps a model-sized state in RAM: not available with --offload disk");
+  ZO_CHECK(device == "cpu" || device == "cuda", "--device '{}': expected cpu or cuda", device);
+  ZO_CHECK(gpu_mem >= 0 && gpu_reserve >= 0, "--gpu-mem and --gpu-reserve must be >= 0");
+  parse_wire_dtype(wire_dtype);
+  ZO_CHECK(gemm == "f32" || gemm == "tf32" || gemm == "bf16", "--gemm '{}': expected f32, tf32 or bf16", gemm);
+  if (device == "cpu")
+    ZO_CHECK(gpu_mem == 0, "--gpu-mem applies to --device cuda");
+  else {
+    ZO_CHECK(offload == "none", "--offload disk is the CPU's tier; with --device cuda, --gpu-mem streams blocks from RAM");
+    ZO_CHECK(directions <= 16, "--device cuda: at most 16 directions per step (got {})", directions);
+  }
 }
 
 namespace {
@@ -305,7 +319,7 @@ SpsaOptions spsa_options(const TrainConfig& c) {
   return o;
 }
 
-json eval_split(Engine& e, const RunData& d, const char* which, int batch) {
+json eval_split(const Scorer& e, const RunData& d, const char* which, int batch) {
   EvalOptions o;
   o.batch_size = batch;
   o.progress = false;
@@ -408,6 +422,11 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   RunData data = load_data(cfg, tok, m.cfg.max_pos);
   Engine e(m);
   Spsa spsa(m, e, spsa_options(cfg));
+  if (cfg.device == "cuda") {  // before anything is written: a bad device setup leaves no run behind
+    ZO_CHECK(cuda_built(), "--device cuda: this zo was built without the CUDA toolkit (install nvcc and rebuild)");
+    ZO_CHECK(cuda_devices() > 0, "--device cuda: no CUDA device is visible (no driver or no GPU)");
+    plan_residency(m, size_t(cfg.gpu_mem), cfg.gpu_mem > 0 ? size_t(cfg.gpu_reserve) : 0, parse_wire_dtype(cfg.wire_dtype));
+  }
   if (!o.quiet)
     fmt::print(stderr,
                "zo train: {} ({:.1f}M parameters, {:.1f}M trained), {} train / {} dev / {} test examples\n"
@@ -442,6 +461,22 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
     write_atomic(cfg_path, cfg.to_json().dump(2) + "\n");
     log.emplace(StepLogWriter::create(log_path, header, parse_fsync(cfg.fsync)));
   }
+  // The device is made after the replay: it starts from the weights the log leads to.
+  std::unique_ptr<StepDevice> dev;
+  Scorer scorer = engine_scorer(e);
+  if (cfg.device == "cuda") {
+    DeviceOptions dopt;
+    dopt.gemm = cfg.gemm;
+    dopt.gpu_mem = size_t(cfg.gpu_mem);
+    dopt.reserve = cfg.gpu_mem > 0 ? size_t(cfg.gpu_reserve) : 0;
+    dopt.wire = cfg.wire_dtype;
+    dev = make_cuda_device(m, dopt);
+    spsa.set_device(dev.get());
+    StepDevice* d = dev.get();
+    scorer = [d](const Batch& b, const std::vector<int32_t>*, const std::vector<int32_t>& rows,
+                 const std::vector<int32_t>& ids) { return d->logprobs(b, rows, ids); };
+    if (!o.quiet) fmt::print(stderr, "device: {}\n", dev->describe());
+  }
   std::ofstream metrics((dir / "metrics.jsonl").string(), std::ios::app);
   ZO_CHECK(metrics.good(), "{}: cannot open metrics.jsonl", o.out);
   json best = fs::exists(dir / "best.json") ? read_json_file((dir / "best.json").string()) : json();
@@ -449,8 +484,8 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   summary["setup_seconds"] = since(t_setup);
 
   auto evaluate = [&](long step_done, const char* which) {
-    spsa.flush();
-    json r = eval_split(e, data, which, cfg.eval_batch);
+    if (!dev) spsa.flush();  // a device evaluates its own weights
+    json r = eval_split(scorer, data, which, cfg.eval_batch);
     if (r.is_null()) return r;
     r["type"] = "eval";
     r["step"] = step_done;  // weights after this many steps
@@ -528,6 +563,7 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   summary["seconds"] = {{"forward", st.forward}, {"head", st.head}, {"perturb", st.perturb}, {"update", st.update}};
   summary["trainable_parameters"] = spsa.n_trainable();
   summary["peak_rss_bytes"] = peak_rss_bytes();
+  if (dev) summary["device"] = {{"kind", "cuda"}, {"plan", dev->plan()}, {"stats", dev->stats()}};
   if (m.file_backed()) {
     summary["offload"] = {{"file", m.backing_file()}, {"masters_bytes", m.bytes()},
                           {"ram_budget_bytes", cfg.ram_budget}, {"fast_tier_peak_bytes", m.peak_resident_bytes()}};
@@ -544,7 +580,7 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
         // The best weights are base + the log's first bs records: rebuild, never stored.
         Model mb = rebuild_from_run(o.out, bs, nullptr, o.progress);
         Engine eb(mb);
-        summary["test_at_best"] = eval_split(eb, data, "test", cfg.eval_batch);
+        summary["test_at_best"] = eval_split(engine_scorer(eb), data, "test", cfg.eval_batch);
       }
     } else if (!best.is_null()) {
       summary["test_at_best"] = summary["test_final"];

@@ -41,6 +41,11 @@ struct TrainConfig {
   std::string offload = "none";  // none | disk: masters in a file, RAM holds globals + blocks in flight
   std::string offload_file;      // disk tier file (default: <run>/masters.f32)
   double ram_budget = 0;         // disk tier: bytes the resident masters may use (0: no check)
+  std::string device = "cpu";    // cpu | cuda
+  double gpu_mem = 0;            // cuda: bytes for weights and buffers (0: all resident); blocks beyond stream
+  double gpu_reserve = double(1u << 30);  // cuda with gpu_mem: bytes of gpu_mem kept for activations
+  std::string wire_dtype = "f32";         // cuda, streamed blocks: f32 | bf16 | f16 | fp8
+  std::string gemm = "tf32";              // cuda: f32 | tf32 | bf16 GEMMs
 
   nlohmann::json to_json() const;
   // Every key must be known; values are type-checked. `base` supplies what j leaves out.

@@ -22,9 +22,9 @@ void add_bench(CLI::App& app, Runner& run) {
   auto* tr = b->add_subcommand("train",
                                "MeZO training steps on SST-2 batches (rows in file order, as tools/mezo_torch.py): "
                                "steps/s, tokens/s, time split, peak RSS; --mode inference scores the same batches");
-  tr->add_option("--shape", t->shape, "Random-weight shape: opt-125m or smollm-135m")->capture_default_str();
+  tr->add_option("--shape", t->shape, "Random-weight shape: opt-125m, smollm-135m, opt-1.3b, opt-2.7b, opt-6.7b, opt-13b, opt-30b, opt-66b")->capture_default_str();
   tr->add_option("--model,-m", t->model, "A real checkpoint instead (folder, .gguf, or 'default')");
-  tr->add_option("--data,-d", t->data, "SST-2 JSONL")->required();
+  tr->add_option("--data,-d", t->data, "SST-2 JSONL (or --seq-len for random prompts)");
   tr->add_option("--mode", t->mode, "train, or inference (one scoring forward per batch: the memory baseline)")
       ->capture_default_str();
   tr->add_option("--steps", t->steps, "Timed steps")->capture_default_str()->check(CLI::Range(1, 1000000));
@@ -40,6 +40,16 @@ void add_bench(CLI::App& app, Runner& run) {
   tr->add_flag("--cold", t->cold,
                "Disk tier: write back and drop the file's page cache every step, as on a machine whose RAM "
                "holds only the budget");
+  tr->add_option("--seq-len", t->seq_len, "Without --data: random prompts of this many tokens (no tokenizer needed)");
+  tr->add_option("--device", t->device, "cpu, or cuda (the GPU engine; reports link bytes and rates, GEMM rate "
+                                        "against cuBLAS in the same run, peak device memory)")
+      ->capture_default_str();
+  tr->add_option("--gpu-mem", t->gpu_mem, "cuda: device bytes for weights and buffers; the rest streams (0: all resident)")
+      ->transform(CLI::AsSizeValue(false));
+  tr->add_option("--gpu-reserve", t->gpu_reserve, "cuda with --gpu-mem: bytes kept for activations")
+      ->transform(CLI::AsSizeValue(false));
+  tr->add_option("--wire-dtype", t->wire, "cuda: how streamed blocks travel: f32, bf16, f16, fp8")->capture_default_str();
+  tr->add_option("--gemm", t->gemm, "cuda: f32, tf32 or bf16 GEMMs")->capture_default_str();
   tr->add_flag("--json", t->json, "Print the result as one JSON object on the last line");
   tr->callback([&run, t] { run = [t] { return bench_train(*t); }; });
 }

@@ -1,0 +1,62 @@
+#include "offload/residency.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace zo {
+
+ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire) {
+  ResidencyPlan r;
+  const int L = m.cfg.n_layers;
+  for (const Param& p : m.params)
+    if (p.block < 0) r.globals_bytes += p.numel * sizeof(float);
+  const size_t block = m.max_block_numel() * sizeof(float);
+  for (int l = 0; l < L; l++) {
+    size_t g = 0;
+    for (const Param& p : m.params)
+      if (p.block == l) g += wire_groups(p.numel);
+    r.max_groups = std::max(r.max_groups, g);
+  }
+  r.streaming_bytes = 2 * (m.max_block_numel() * wire_size(wire) + (wire_scaled(wire) ? r.max_groups * 4 : 0)) +
+                      (wire == WireDType::F32 ? 0 : block);
+  const size_t base = 2 * r.globals_bytes + block;  // globals, their perturbed copy, the working copy
+  int resident = L;
+  if (gpu_mem > 0) {
+    ZO_CHECK(gpu_mem > base + r.streaming_bytes + reserve,
+             "--gpu-mem {} MiB is too small: the embeddings/head and their perturbed copy ({} MiB), a working copy "
+             "({} MiB), the streaming buffers ({} MiB, wire {}) and activations ({} MiB) need {} MiB",
+             gpu_mem >> 20, (2 * r.globals_bytes) >> 20, block >> 20, r.streaming_bytes >> 20, wire_name(wire),
+             reserve >> 20, (base + r.streaming_bytes + reserve + (1 << 20) - 1) >> 20);
+    size_t left = gpu_mem - base - reserve;
+    resident = 0;
+    for (int l = 0; l < L; l++) {
+      const size_t need = (m.block_end(l) - m.block_begin(l)) * sizeof(float);
+      const bool last_fits_all = l == L - 1 && need <= left;
+      if (!last_fits_all && need + r.streaming_bytes > left) break;
+      left -= need;
+      resident++;
+    }
+  }
+  r.resident_blocks = resident;
+  r.streamed_blocks = L - resident;
+  r.resident_bytes = r.globals_bytes;
+  for (int l = 0; l < resident; l++) r.resident_bytes += (m.block_end(l) - m.block_begin(l)) * sizeof(float);
+  r.fixed_bytes = r.globals_bytes + block + (r.streamed_blocks ? r.streaming_bytes : 0);
+  return r;
+}
+
+std::string ResidencyPlan::describe(const Model& m, WireDType wire) const {
+  auto mib = [](size_t b) { return double(b) / 1048576.0; };
+  std::string s = fmt::format("{} of {} blocks resident ({:.0f} MiB with the globals)", resident_blocks,
+                              m.cfg.n_layers, mib(resident_bytes));
+  if (streamed_blocks)
+    s += fmt::format(", {} streamed from pinned host memory in {} ({:.0f} MiB of streaming buffers)", streamed_blocks,
+                     wire_name(wire), mib(streaming_bytes));
+  s += fmt::format("; device weights and buffers {:.0f} MiB before activations", mib(device_bytes()));
+  return s;
+}
+
+}  // namespace zo

@@ -1,0 +1,35 @@
+// The residency planner of the GPU engine (offload/gpu_engine.h), a pure function of the model's
+// layout and the device budget so that it is tested without a GPU.
+//
+// Device memory of a step, beyond activations (o.reserve):
+//   the globals (embeddings, head, final norm) and a perturbed copy of them   2 * globals
+//   one block-sized f32 working copy                                          block
+//   resident blocks, f32                                                      sum of their sizes
+//   when a block streams: two ring slots in the wire dtype (+ fp8 scales) and, for a wire dtype
+//   other than f32, one f32 decode buffer                                     streaming
+// Blocks are made resident in order while they fit with room left for the streaming buffers (the
+// last block may take that room when it is the only one left).
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include "core/wire.h"
+#include "models/model.h"
+
+namespace zo {
+
+struct ResidencyPlan {
+  int resident_blocks = 0, streamed_blocks = 0;
+  size_t globals_bytes = 0;      // f32 globals
+  size_t resident_bytes = 0;     // f32 globals + resident blocks
+  size_t fixed_bytes = 0;        // perturbed globals + working copy (+ streaming buffers)
+  size_t streaming_bytes = 0;    // ring slots (+ scales) + decode buffer, if anything streams
+  size_t max_groups = 0;         // fp8 scales of the largest block
+  size_t device_bytes() const { return resident_bytes + fixed_bytes; }
+  std::string describe(const Model& m, WireDType wire) const;
+};
+
+// gpu_mem 0: everything resident. Throws a one-line error when gpu_mem cannot hold the minimum.
+ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire);
+
+}  // namespace zo
