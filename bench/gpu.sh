@@ -1,94 +1,159 @@
 #!/usr/bin/env bash
-# The GPU script: run on a machine with an NVIDIA GPU (see bench/README.md, "GPU"). It builds the
-# CUDA parts for sm_90 with nvcc directly (no Debian packages needed: bench/gpu_carry.sh prepares
-# .gpu/ with fmt and GoogleTest; the CPU reference links a plain-loop CBLAS from bench/gpu_support),
-# runs the GPU tests (z, working copies and updates bit-identical to the CPU's; the forward kernels
-# and cuBLAS GEMMs in f32/tf32/bf16 against the CPU kernels), then the probe (host<->device
-# bandwidth, the perturbation kernel's rate), and writes logs and a results table to $OUT
-# (default bench/results/gpu-<time>). Budget: ~3 minutes.
+# The GPU script (issue 4, §5): run on a machine with an NVIDIA GPU. It builds zo (the CLI, the GPU
+# engine, the GPU tests) for sm_90 with nvcc and g++ only, in parallel: no Debian packages and no
+# network are needed there, because bench/gpu_carry.sh prepares .gpu/ with the fmt, json, CLI11,
+# GoogleTest and PCRE2 headers and static libraries, and the CPU reference links a plain-loop CBLAS
+# (bench/gpu_support). Then:
+#   1. the GPU tests: z, updates and wire decoding bit-identical to the CPU; every kernel and the cuBLAS
+#      GEMMs against the CPU kernels; the GPU forward and a whole ZO step against the CPU Engine; the
+#      streamed engine in every wire dtype; training on the device replayed bitwise by the CPU;
+#   2. the probe: host<->device bandwidth, the perturbation kernel's rate;
+#   3. `zo bench train --device cuda` on OPT-shaped models with random weights, resident against
+#      offloaded (blocks streamed from pinned host memory under --gpu-mem), each run measuring in
+#      the same process the pinned host-to-device rate and cuBLAS's rate on the model's largest GEMM;
+# and writes logs, bench.jsonl and table.md to $OUT (default bench/results/gpu-<time>), the short
+# table last. Budget: under 8 minutes on one H100 (benchmarks are skipped once 7 minutes are used).
 #
-# Device tool: run bench/gpu_carry.sh here first, then run with carry [".gpu"] and the command
-#   OUT=$OUT bash bench/gpu.sh
-# Not yet here (issue 4, open): the GPU training step, the offload engine, and the resident vs
-# offloaded training benchmark on OPT-1.3B/6.7B/13B shapes; this script grows with them.
+# Device tool: run `bash bench/gpu_carry.sh` here first, then call `run` with carry [".gpu"] and
+#   command: OUT=$OUT bash bench/gpu.sh
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/results/gpu-$(date +%Y%m%d-%H%M%S)}
 ARCH=${ZO_CUDA_ARCH:-90}
+JOBS=${JOBS:-$(nproc)}
+BUDGET_S=${ZO_GPU_BUDGET_S:-420}
 mkdir -p "$OUT"
 B=$(mktemp -d)
-INC=(-I"$ROOT" -I"$ROOT/bench/gpu_support")
+mkdir -p "$B/obj" "$B/logs"
+T0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - T0 )); }
+step() { echo "== [$(elapsed) s] $*" | tee -a "$OUT/log.txt"; }
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+CUDA_HOME=$(cd "$(dirname "$NVCC")/.." && pwd)
+INC=(-I"$ROOT" -I"$ROOT/bench/gpu_support" -I"$CUDA_HOME/include")
 [[ -d "$ROOT/.gpu/include" ]] && INC+=(-I"$ROOT/.gpu/include")
 LIBS=()
-if [[ -f "$ROOT/.gpu/lib/libgtest.a" ]]; then LIBS+=("$ROOT/.gpu/lib/libgtest.a"); else LIBS+=(-lgtest); fi
-CXXF=(-O3 -std=c++20 -fopenmp -ffp-contract=off -fno-math-errno -DFMT_HEADER_ONLY "${INC[@]}")
-NVF=(-O3 -std=c++17 -arch=sm_$ARCH --fmad=false --prec-div=true --prec-sqrt=true -DFMT_HEADER_ONLY "${INC[@]}")
-step() { echo "== $*" | tee -a "$OUT/log.txt"; }
+for l in libgtest.a libpcre2-8.a; do
+  if [[ -f "$ROOT/.gpu/lib/$l" ]]; then LIBS+=("$ROOT/.gpu/lib/$l"); else LIBS+=("-l$(echo "$l" | sed 's/^lib//; s/\.a$//')"); fi
+done
+DEFS=(-DFMT_HEADER_ONLY -DPCRE2_CODE_UNIT_WIDTH=8 -DPCRE2_STATIC -DZO_TEST_DATA="\"$ROOT/tests/data\"" -DZO_BINARY_DIR="\"$B\"")
+CXXF=(-O3 -std=c++20 -march=native -fopenmp -ffp-contract=off -fno-math-errno "${DEFS[@]}" "${INC[@]}")
+NVF=(-O3 -std=c++17 -arch=sm_$ARCH --fmad=false --prec-div=true --prec-sqrt=true --extended-lambda "${DEFS[@]}" "${INC[@]}")
 {
   echo "date: $(date -Iseconds)"
   echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
-  nvcc --version | tail -2
+  "$NVCC" --version | tail -2
   g++ --version | head -1
+  echo "cpus: $(nproc); $(grep -m1 'model name' /proc/cpuinfo)"
+  free -g | head -2
 } > "$OUT/machine.txt" 2>&1
-t0=$(date +%s)
-step "build (sm_$ARCH)"
-ok_build=1
-g++ "${CXXF[@]}" -c "$ROOT/core/perturb.cpp" -o "$B/perturb.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-nvcc "${NVF[@]}" -c "$ROOT/core/cuda/perturb.cu" -o "$B/cuda_perturb.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-nvcc "${NVF[@]}" -c "$ROOT/core/cuda/ops.cu" -o "$B/cuda_ops.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-# The CPU reference kernels, over a plain-loop CBLAS (no OpenBLAS on the GPU machine).
-g++ "${CXXF[@]}" -c "$ROOT/core/ops.cpp" -o "$B/ops.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-gcc -O2 -fopenmp -c "$ROOT/bench/gpu_support/cblas.c" -o "$B/cblas.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-# The model code the GPU engine and its test need (loading checkpoints, the CPU Engine reference).
-MODEL_OBJS=()
-for f in core/dtype core/mmap models/model models/config models/load models/safetensors models/gguf \
-         models/gguf_quant models/forward; do
-  g++ "${CXXF[@]}" -c "$ROOT/$f.cpp" -o "$B/$(basename $f).o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-  MODEL_OBJS+=("$B/$(basename $f).o")
+
+step "build (sm_$ARCH, $JOBS jobs)"
+# Every source once, in parallel; a failure is logged and the build goes on (what built still runs).
+compile() {  # obj src compiler-and-flags...
+  local obj=$1 src=$2
+  shift 2
+  "$@" -c "$src" -o "$obj" > "$B/logs/$(basename "$obj").log" 2>&1 || { echo "$src" >> "$B/failed"; cat "$B/logs/$(basename "$obj").log" >> "$OUT/log.txt"; }
+}
+objname() { echo "$B/obj/$(echo "${1#"$ROOT"/}" | tr '/' '_').o"; }
+queue() {  # kind src (no command substitution around it: the job must belong to this shell)
+  local kind=$1 src=$2 obj
+  obj=$(objname "$src")
+  case "$kind" in
+    cxx) compile "$obj" "$src" g++ "${CXXF[@]}" & ;;
+    cu) compile "$obj" "$src" "$NVCC" "${NVF[@]}" & ;;
+    c) compile "$obj" "$src" gcc -O2 -fopenmp "${INC[@]}" & ;;
+  esac
+  while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n; done
+}
+LIB_OBJS=()
+CLI_OBJS=()
+for f in "$ROOT"/core/cuda/*.cu "$ROOT"/offload/*.cu; do queue cu "$f"; LIB_OBJS+=("$(objname "$f")"); done
+for f in "$ROOT"/core/*.cpp "$ROOT"/models/*.cpp "$ROOT"/zo/*.cpp "$ROOT"/offload/residency.cpp "$ROOT"/offload/cuda_device.cpp; do
+  queue cxx "$f"
+  LIB_OBJS+=("$(objname "$f")")
 done
-nvcc "${NVF[@]}" -c "$ROOT/offload/gpu_engine.cu" -o "$B/gpu_engine.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-# gtest_main: a tiny one here (zo's own selects OpenBLAS kernels, which this build has none of).
+queue c "$ROOT/bench/gpu_support/cblas.c"
+LIB_OBJS+=("$(objname "$ROOT/bench/gpu_support/cblas.c")")
+for f in "$ROOT"/zo/cli/*.cpp; do queue cxx "$f"; CLI_OBJS+=("$(objname "$f")"); done
 printf '#include <gtest/gtest.h>\nint main(int c, char** v) { ::testing::InitGoogleTest(&c, v); return RUN_ALL_TESTS(); }\n' > "$B/main.cpp"
-g++ "${CXXF[@]}" -c "$B/main.cpp" -o "$B/main.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-nvcc "${NVF[@]}" -x cu -c "$ROOT/tests/test_cuda_perturb.cpp" -o "$B/test.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-nvcc -arch=sm_$ARCH "$B/test.o" "$B/main.o" "$B/perturb.o" "$B/cuda_perturb.o" "${LIBS[@]}" -Xcompiler -fopenmp \
-  -o "$B/test_cuda_perturb" >>"$OUT/log.txt" 2>&1 || ok_build=0
-nvcc "${NVF[@]}" -x cu -c "$ROOT/tests/test_cuda_ops.cpp" -o "$B/test_ops.o" >>"$OUT/log.txt" 2>&1 || ok_build=0
-nvcc -arch=sm_$ARCH "$B/test_ops.o" "$B/main.o" "$B/ops.o" "$B/cblas.o" "$B/perturb.o" "$B/cuda_perturb.o" \
-  "$B/cuda_ops.o" "${LIBS[@]}" -lcublas -Xcompiler -fopenmp -o "$B/test_cuda_ops" >>"$OUT/log.txt" 2>&1 || ok_build=0
-nvcc "${NVF[@]}" -x cu -DZO_TEST_DATA="\"$ROOT/tests/data\"" -c "$ROOT/tests/test_cuda_forward.cpp" -o "$B/test_fwd.o" \
-  >>"$OUT/log.txt" 2>&1 || ok_build=0
-nvcc -arch=sm_$ARCH "$B/test_fwd.o" "$B/main.o" "$B/gpu_engine.o" "${MODEL_OBJS[@]}" "$B/ops.o" "$B/cblas.o" \
-  "$B/perturb.o" "$B/cuda_perturb.o" "$B/cuda_ops.o" "${LIBS[@]}" -lcublas -Xcompiler -fopenmp \
-  -o "$B/test_cuda_forward" >>"$OUT/log.txt" 2>&1 || ok_build=0
-nvcc "${NVF[@]}" "$ROOT/bench/gpu_probe.cu" "$B/cuda_perturb.o" "$B/perturb.o" -Xcompiler -fopenmp \
-  -o "$B/gpu_probe" >>"$OUT/log.txt" 2>&1 || ok_build=0
+queue cxx "$B/main.cpp"
+MAIN_OBJ=$(objname "$B/main.cpp")
+TESTS=(test_cuda_perturb test_cuda_ops test_cuda_forward test_cuda_train)
+for t in "${TESTS[@]}"; do queue cxx "$ROOT/tests/$t.cpp"; done
+queue cu "$ROOT/bench/gpu_probe.cu"
+PROBE_OBJ=$(objname "$ROOT/bench/gpu_probe.cu")
+wait
+LINK=(-arch=sm_$ARCH -lcublas -Xcompiler -fopenmp)
+link() {  # out objs...
+  local out=$1
+  shift
+  "$NVCC" -o "$out" "$@" "${LIBS[@]}" "${LINK[@]}" >> "$OUT/log.txt" 2>&1 || echo "link $out" >> "$B/failed"
+}
+link "$B/zo" "${CLI_OBJS[@]}" "${LIB_OBJS[@]}" &
+for t in "${TESTS[@]}"; do
+  link "$B/$t" "$(objname "$ROOT/tests/$t.cpp")" "$MAIN_OBJ" "${LIB_OBJS[@]}" &
+done
+link "$B/gpu_probe" "$PROBE_OBJ" "${LIB_OBJS[@]}" &
+wait
+build_ok=ok
+[[ -f "$B/failed" ]] && build_ok="FAILED: $(tr '\n' ' ' < "$B/failed")"
+step "build: $build_ok"
+
 step "tests"
 tests=""
-for t in test_cuda_perturb test_cuda_ops test_cuda_forward; do
+for t in "${TESTS[@]}"; do
   if [[ -x "$B/$t" ]]; then
-    timeout 150 "$B/$t" > "$OUT/$t.txt" 2>&1
-    tests+="$t: $(grep -E "^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test" "$OUT/$t.txt" | tr '\n' ' ') "
+    timeout 240 "$B/$t" > "$OUT/$t.txt" 2>&1
+    tests+="$t: $(grep -E "^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test" "$OUT/$t.txt" | sed 's/, listed below://; s/ listed below://' | tr '\n' ' ') "
+    grep -E "^\[  FAILED  \]" "$OUT/$t.txt" | head -20 >> "$OUT/log.txt"
   else
     tests+="$t: not built "
   fi
 done
+echo "$tests" | tee -a "$OUT/log.txt"
+
 step "probe"
 probe="{}"
 if [[ -x "$B/gpu_probe" ]]; then probe=$(timeout 120 "$B/gpu_probe" 2>>"$OUT/log.txt" | tail -1); fi
 echo "$probe" > "$OUT/probe.json"
-t1=$(date +%s)
-{
-  echo "| card | build | GPU tests | H2D pinned GB/s | D2H pinned GB/s | H2D pageable GB/s | D2D GB/s (r+w) | fill_z Gvalues/s | perturb Gvalues/s | seconds |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
-  python3 - "$probe" "$ok_build" "$tests" "$((t1 - t0))" <<'PY'
-import json, sys
-p = json.loads(sys.argv[1] or "{}")
-g = lambda k: p.get(k, "-")
-print(f"| {g('device')} | {'ok' if sys.argv[2] == '1' else 'FAILED (log.txt)'} | {sys.argv[3].strip()} | {g('h2d_pinned_gb_s')} | "
-      f"{g('d2h_pinned_gb_s')} | {g('h2d_pageable_gb_s')} | {g('d2d_gb_s_read_plus_write')} | {g('fill_z_gvalues_s')} | "
-      f"{g('perturb_gvalues_s')} | {sys.argv[4]} |")
-PY
-} | tee "$OUT/table.md"
+
+step "bench: resident vs offloaded training on OPT shapes"
+# name | shape | extra flags. Offloaded budgets: 1.3B 3G and 6.7B 6G keep a block or two resident;
+# 13B under 8G streams every block (the issue's target: a 13B-shaped model within 8 GB).
+RUNS=(
+  "opt-1.3b resident|opt-1.3b|"
+  "opt-1.3b offload f32|opt-1.3b|--gpu-mem 3G --wire-dtype f32"
+  "opt-1.3b offload bf16|opt-1.3b|--gpu-mem 3G --wire-dtype bf16"
+  "opt-1.3b offload fp8|opt-1.3b|--gpu-mem 3G --wire-dtype fp8"
+  "opt-13b offload bf16 8G|opt-13b|--gpu-mem 8G --wire-dtype bf16"
+  "opt-13b resident|opt-13b|"
+  "opt-6.7b resident|opt-6.7b|"
+  "opt-6.7b offload bf16|opt-6.7b|--gpu-mem 6G --wire-dtype bf16"
+  "opt-13b offload fp8 8G|opt-13b|--gpu-mem 8G --wire-dtype fp8"
+)
+: > "$OUT/bench.jsonl"
+if [[ -x "$B/zo" ]]; then
+  for r in "${RUNS[@]}"; do
+    IFS='|' read -r name shape extra <<< "$r"
+    if (( $(elapsed) > BUDGET_S )); then
+      echo "{\"name\": \"$name\", \"skipped\": \"time budget\"}" >> "$OUT/bench.jsonl"
+      continue
+    fi
+    step "bench $name"
+    # shellcheck disable=SC2086
+    line=$(timeout 150 "$B/zo" bench train --shape "$shape" --seq-len 128 --batch 16 --steps 3 --warmup 1 \
+           --device cuda --gemm tf32 $extra --json 2>> "$OUT/bench_stderr.txt" | tail -1)
+    if [[ "$line" == \{* ]]; then
+      echo "$line" | python3 -c "import json,sys; j=json.load(sys.stdin); j['name']='$name'; print(json.dumps(j))" >> "$OUT/bench.jsonl"
+    else
+      echo "{\"name\": \"$name\", \"failed\": true}" >> "$OUT/bench.jsonl"
+      tail -3 "$OUT/bench_stderr.txt" >> "$OUT/log.txt"
+    fi
+  done
+  echo "{\"name\": \"opt-30b\", \"skipped\": \"f32 host masters of a 30B model (120 GB) exceed this machine's RAM\"}" >> "$OUT/bench.jsonl"
+fi
+t1=$(elapsed)
+python3 "$ROOT/bench/gpu_report.py" "$OUT" "$build_ok" "$tests" "$t1" | tee "$OUT/table.md"
 rm -rf "$B"

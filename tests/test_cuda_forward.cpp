@@ -12,10 +12,20 @@
 #include "core/perturb.h"
 #include "models/load.h"
 #include "offload/gpu_engine.h"
+#include "offload/residency.h"
 
 using namespace zo;
 
 class CudaForward : public ::testing::TestWithParam<std::string> {};
+
+namespace {
+// A device budget with room for the globals, their perturbed copy, a working copy and the streaming
+// buffers only (offload/residency.h): every block streams.
+size_t stream_all_budget(const Model& m, WireDType w) {
+  const ResidencyPlan rp = plan_residency(m, 0, 0, w);
+  return 2 * rp.globals_bytes + m.max_block_numel() * 4 + rp.streaming_bytes + 1;
+}
+}  // namespace
 
 TEST_P(CudaForward, TargetLogprobsMatchTheCpuEngine) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
@@ -100,12 +110,10 @@ TEST_P(CudaForward, StreamedBlocksGiveTheResidentBits) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
   const std::string dir = std::string(ZO_TEST_DATA) + "/models/" + GetParam();
   Model mr = load_model(dir), ms = load_model(dir);
-  size_t gbytes = 0, blocks = 0;
-  for (const Param& p : ms.params)
-    if (p.block < 0) gbytes += p.numel * 4;
+  size_t blocks = 0;
   for (int l = 0; l < ms.cfg.n_layers; l++) blocks += (ms.block_end(l) - ms.block_begin(l)) * 4;
   GpuOptions o;
-  o.gpu_mem = gbytes + 2 * ms.max_block_numel() * 4 + 1;
+  o.gpu_mem = stream_all_budget(ms, WireDType::F32);
   GpuEngine res(mr), str(ms, o);
   ASSERT_EQ(str.plan().streamed_blocks, ms.cfg.n_layers);
   Batch b = Batch::from_sequences({{5, 17, 99, 3, 8}, {9, 9, 10, 11, 12, 13}});
@@ -156,12 +164,9 @@ TEST_P(CudaForward, WireDtypesStreamDecodedWeights) {
   std::vector<int32_t> rows = {1, 2, 3, 6, 7}, ids = {99, 3, 8, 11, 12};
   for (WireDType t : {WireDType::BF16, WireDType::F16, WireDType::FP8}) {
     Model ms = load_model(dir);
-    size_t gbytes = 0;
-    for (const Param& p : ms.params)
-      if (p.block < 0) gbytes += p.numel * 4;
     GpuOptions o;
     o.wire = t;
-    o.gpu_mem = 2 * gbytes + 4 * ms.max_block_numel() * 4 + (size_t(1) << 20);  // every block streams
+    o.gpu_mem = stream_all_budget(ms, t);
     GpuEngine g(ms, o);
     ASSERT_EQ(g.plan().streamed_blocks, ms.cfg.n_layers) << wire_name(t);
     std::vector<uint8_t> trainable(ms.params.size(), 1);

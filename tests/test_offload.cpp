@@ -7,7 +7,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/perturb.h"
+#include "core/wire.h"
 #include "models/load.h"
+#include "offload/residency.h"
 #include "zo/bench.h"
 #include "zo/objective.h"
 #include "zo/spsa.h"
@@ -110,4 +113,75 @@ TEST(DiskTier, SameBitsAsInMemoryWithinTheRamBudget) {
   std::fclose(f);
   EXPECT_EQ(std::memcmp(bytes.data(), ram.arena(), ram.bytes()), 0);
   fs::remove_all(dir);
+}
+
+// The GPU engine's residency planner (offload/residency.h), tested without a GPU on the 8-block
+// model, against the sizes computed here from the layout: whatever the budget, what it plans
+// (resident blocks + fixed buffers + the activation reserve) fits the budget, and one more
+// resident block would not.
+TEST(Residency, PlansNeverExceedTheBudgetAndKeepAsManyBlocksAsFit) {
+  Model m = Model::allocate(eight_blocks(), DType::F32);
+  size_t globals = 0, block = 0;
+  for (const Param& p : m.params)
+    if (p.block < 0) globals += p.numel * 4;
+    else if (p.block == 0) block += p.numel * 4;
+  EXPECT_EQ(block, m.max_block_numel() * 4);
+  ResidencyPlan all = plan_residency(m, 0, 0, WireDType::F32);
+  EXPECT_EQ(all.resident_blocks, 8);
+  EXPECT_EQ(all.streamed_blocks, 0);
+  EXPECT_EQ(all.resident_bytes, m.bytes());
+  for (WireDType w : {WireDType::F32, WireDType::BF16, WireDType::F16, WireDType::FP8}) {
+    // Streaming buffers from the layout: two slots of a block in the wire dtype (+ one scale per
+    // 16384 elements of each tensor for fp8) and an f32 decode buffer unless the wire is f32.
+    size_t scales = 0;
+    for (const Param& p : m.params)
+      if (p.block == 0) scales += (p.numel + 16383) / 16384;
+    const size_t streaming = 2 * (block / 4 * wire_size(w) + (w == WireDType::FP8 ? 4 * scales : 0)) +
+                             (w == WireDType::F32 ? 0 : block);
+    EXPECT_EQ(plan_residency(m, 0, 0, w).streaming_bytes, streaming) << wire_name(w);
+    const size_t reserve = 1 << 16, base = 2 * globals + block + reserve;
+    for (size_t budget = base + streaming + 1; budget < base + m.bytes() + 3 * block; budget += block / 3) {
+      ResidencyPlan p = plan_residency(m, budget, reserve, w);
+      const size_t used = p.device_bytes() + reserve;
+      EXPECT_LE(used, budget) << wire_name(w) << " budget " << budget;
+      EXPECT_EQ(p.resident_blocks + p.streamed_blocks, 8);
+      if (p.streamed_blocks > 0) {
+        // One more resident block (streaming buffers still needed unless it was the last) exceeds.
+        const bool last = p.streamed_blocks == 1;
+        EXPECT_GT(used + block - (last ? streaming : 0), budget) << wire_name(w) << " budget " << budget;
+      }
+    }
+    try {
+      plan_residency(m, base + streaming - 1, reserve, w);
+      ADD_FAILURE() << "a budget below the minimum was accepted";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("--gpu-mem"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The streaming engine's host step: the fused update and re-encode gives the bytes of
+// core/perturb.h's zo_update followed by core/wire.h's encoder (each tested against its own oracle).
+TEST(Residency, FusedHostUpdateAndEncodeMatchesTheTwoPasses) {
+  const size_t n = 3 * kWireGroup + 77;
+  std::vector<float> w(n), w2, m(n, 0.0f), m2;
+  fill_z(w.data(), 5, 6, 0, n, Dist::Gaussian);
+  for (float& v : w) v *= 0.05f;
+  w2 = w;
+  m2 = m;
+  std::vector<UpdateTerm> terms = {{11, 0.5f}, {12, -0.25f}};
+  for (WireDType t : {WireDType::BF16, WireDType::F16, WireDType::FP8}) {
+    for (OptKind opt : {OptKind::SGD, OptKind::Momentum, OptKind::Sign}) {
+      std::vector<uint8_t> a(n * wire_size(t)), b(n * wire_size(t));
+      std::vector<float> sa(wire_groups(n)), sb(wire_groups(n));
+      ASSERT_TRUE(update_and_encode(w.data(), m.data(), n, 99, terms.data(), 2, Dist::Gaussian, opt, 1e-3f, 0.1f, 0.9f, t,
+                                    a.data(), sa.data()));
+      zo_update(w2.data(), m2.data(), n, 99, 0, terms.data(), 2, Dist::Gaussian, opt, 1e-3f, 0.1f, 0.9f);
+      ASSERT_TRUE(wire_encode(t, w2.data(), n, b.data(), sb.data()));
+      EXPECT_EQ(std::memcmp(w.data(), w2.data(), n * 4), 0);
+      EXPECT_EQ(std::memcmp(m.data(), m2.data(), n * 4), 0);
+      EXPECT_EQ(a, b) << wire_name(t);
+      if (t == WireDType::FP8) EXPECT_EQ(sa, sb);
+    }
+  }
 }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "zo/device.h"
 #include "zo/steplog.h"
 
 namespace fs = std::filesystem;
@@ -265,7 +266,13 @@ TEST(TrainCli, BadInputsGiveOneLineErrors) {
   for (const Case& c : {Case{{"--lr", "-1"}, "--lr"}, Case{{"--optimizer", "adamw"}, "--optimizer"},
                         Case{{"--params", "(("}, "--params"}, Case{{"--params", "no_such_param"}, "no parameter matches"},
                         Case{{"--config", cfg.string()}, "no-such-key"}, Case{{"--config", cfg2.string()}, "cfg2.json"},
-                        Case{{"--n-train", "1000"}, "rows"}, Case{{"--resume"}, "no run to resume"}}) {
+                        Case{{"--n-train", "1000"}, "rows"}, Case{{"--resume"}, "no run to resume"},
+                        Case{{"--gpu-mem", "1G"}, "--gpu-mem"}, Case{{"--device", "tpu"}, "--device"},
+                        Case{{"--device", "cuda", "--wire-dtype", "int4"}, "--wire-dtype"},
+                        Case{{"--device", "cuda", "--gemm", "fp64"}, "--gemm"},
+                        Case{{"--device", "cuda", "--offload", "disk"}, "--offload disk"},
+                        // Without a GPU (or without CUDA in this build) the device is refused before anything is written.
+                        Case{{"--device", cuda_devices() > 0 ? "gpu" : "cuda"}, "--device"}}) {
     auto args = base;
     args.insert(args.end(), c.extra.begin(), c.extra.end());
     std::string cmd = zo_bin();

@@ -29,3 +29,7 @@ void cblas_sgemv(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE t, int M, int N, float
     *yr = (float)(alpha * s + (beta != 0.0f ? (double)beta * *yr : 0.0));
   }
 }
+
+char* openblas_get_corename(void) { return (char*)"plain-loop (bench/gpu_support)"; }
+char* openblas_get_config(void) { return (char*)"none: bench/gpu_support/cblas.c"; }
+int openblas_get_num_threads(void) { return 1; }

@@ -11,6 +11,10 @@ void cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPO
                  float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
 void cblas_sgemv(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE t, int M, int N, float alpha, const float* A, int lda,
                  const float* x, int incx, float beta, float* y, int incy);
+/* What zo asks OpenBLAS about itself (core/blas.cpp, zo bench forward). */
+char* openblas_get_corename(void);
+char* openblas_get_config(void);
+int openblas_get_num_threads(void);
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""The table bench/gpu.sh prints last: probe figures, then resident vs offloaded training per shape.
+
+usage: gpu_report.py OUT BUILD TESTS SECONDS  (reads OUT/probe.json and OUT/bench.jsonl)
+
+Per run: seconds per step, tokens/s, bytes over PCIe per step and the rates (achieved while busy,
+and pinned host-to-device measured in the same process), and for an offloaded run the bound
+max(resident step time of the same shape, bytes / measured rate) and its step time over that bound
+(the issue's target: <= 1.10). GEMM: the step's GEMM FLOPs over its time against cuBLAS's rate on
+the model's largest GEMM in the same run. Memory: the engine's peak and the whole device's.
+"""
+import json
+import os
+import sys
+
+
+def main():
+    out, build, tests, secs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    try:
+        p = json.load(open(os.path.join(out, "probe.json")))
+    except Exception:
+        p = {}
+    runs = []
+    try:
+        for line in open(os.path.join(out, "bench.jsonl")):
+            line = line.strip()
+            if line:
+                runs.append(json.loads(line))
+    except FileNotFoundError:
+        pass
+    g = lambda k: p.get(k, "-")
+    print(f"card: {g('device')} | build: {build} | script: {secs} s")
+    print(f"tests: {tests.strip()}")
+    print(f"probe: H2D pinned {g('h2d_pinned_gb_s')} GB/s, D2H pinned {g('d2h_pinned_gb_s')} GB/s, "
+          f"H2D pageable {g('h2d_pageable_gb_s')} GB/s, D2D {g('d2d_gb_s_read_plus_write')} GB/s, "
+          f"perturb {g('perturb_gvalues_s')} Gvalues/s")
+    print()
+    resident = {r["shape"]: r["seconds_per_step"] for r in runs
+                if "seconds_per_step" in r and r.get("device", {}).get("plan", {}).get("streamed_blocks", 1) == 0}
+    hdr = ["run", "blocks res/str", "s/step", "tokens/s", "H2D GB/step", "GB/s achieved", "GB/s pinned",
+           "bound s", "step/bound", "host upd s", "GEMM TFLOP/s", "% cuBLAS", "dev peak GiB", "dev used GiB",
+           "host RSS GiB"]
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    for r in runs:
+        if "seconds_per_step" not in r:
+            why = r.get("skipped") or ("failed" if r.get("failed") else "?")
+            print(f"| {r.get('name')} | {why} |" + " |" * (len(hdr) - 2))
+            continue
+        d = r.get("device", {})
+        pl, st, ln, gm = d.get("plan", {}), d.get("stats", {}), d.get("link", {}), d.get("gemm", {})
+        s = r["seconds_per_step"]
+        gb = ln.get("h2d_bytes_per_step", 0) / 1e9
+        bound, ratio = "-", "-"
+        if pl.get("streamed_blocks", 0) > 0:
+            rb = ln.get("h2d_bound_seconds_per_step", 0)
+            b = max(resident.get(r["shape"], 0), rb)
+            bound = f"{b:.3f}"
+            ratio = f"{s / b:.2f}" if b > 0 else "-"
+        print(f"| {r['name']} | {pl.get('resident_blocks', '-')}/{pl.get('streamed_blocks', '-')} | {s:.3f} | "
+              f"{r.get('tokens_per_second', 0):.0f} | {gb:.2f} | {ln.get('h2d_achieved_gb_s', 0):.1f} | "
+              f"{ln.get('h2d_pinned_measured_gb_s', 0):.1f} | {bound} | {ratio} | "
+              f"{d.get('host_update_seconds_per_step', 0):.3f} | {gm.get('step_tflops', 0):.1f} | "
+              f"{100 * gm.get('fraction_of_cublas', 0):.0f} | {st.get('device_peak_bytes', 0) / 2**30:.2f} | "
+              f"{st.get('device_used_peak_bytes', 0) / 2**30:.2f} | {r.get('peak_rss_bytes', 0) / 2**30:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
