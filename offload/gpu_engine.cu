@@ -279,8 +279,8 @@ struct GpuEngine::Impl {
     cuda::add_inplace(xo, h.p, size_t(N) * C, st);
   }
 
-  // Block l's weights on the device: resident, or uploaded into ring slot l % 2 (the upload of the
-  // next streamed block is issued before this one computes, so transfers overlap compute).
+  // Block l's weights on the device: resident, or uploaded into ring slot l % 2 (the upload of
+  // block l + 1 is issued right after block l's compute is queued, so transfers overlap compute).
   void issue_upload(int l) {
     if (l < 0 || l >= m.cfg.n_layers || bdev[size_t(l)]) return;
     const int k = l & 1;
@@ -345,9 +345,9 @@ struct GpuEngine::Impl {
     if (!bdev[size_t(l)]) ZO_CUDA_CHECK(cudaEventRecord(released[l & 1], st));
   }
   void block(int l, const Batch& b) {
-    issue_upload(l + 1);
     block_with(l, b, acquire(l), x.p);
     release(l);
+    issue_upload(l + 1);
   }
 
   // The architecture's norm: LayerNorm (OPT, with bias) or RMSNorm (LLaMA).
@@ -577,7 +577,6 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
   I.issue_upload(0);
   for (int l = 0; l < c.n_layers; l++) {
     const size_t bb = m.block_begin(l);
-    I.issue_upload(l + 1);
     const float* base = I.acquire(l);  // every version of the step runs while block l is at hand
     for (size_t k = 0; k < S; k++) {
       const int d = version(k);
@@ -599,6 +598,9 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
       I.block_with(l, b, wb, xs[k].p);
     }
     I.release(l);
+    // Issued once block l's work is queued: if the host update of block l + 1 is still running,
+    // the wait here leaves the device busy with block l (the slot of l + 1 frees when l - 1 ends).
+    I.issue_upload(l + 1);
   }
   std::vector<std::vector<double>> out(S);
   for (size_t k = 0; k < S; k++) {
