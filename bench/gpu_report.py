@@ -38,7 +38,7 @@ def main():
     resident = {r["shape"]: r["seconds_per_step"] for r in runs
                 if "seconds_per_step" in r and r.get("device", {}).get("plan", {}).get("streamed_blocks", 1) == 0}
     hdr = ["run", "blocks res/str", "s/step", "tokens/s", "H2D GB/step", "GB/s achieved", "GB/s pinned",
-           "bound s", "step/bound", "host upd s", "GEMM TFLOP/s", "% cuBLAS", "dev peak GiB", "dev used GiB",
+           "bound s", "step/bound", "compute/step", "host upd s", "GEMM TFLOP/s", "% cuBLAS", "dev peak GiB", "dev used GiB",
            "host RSS GiB"]
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
@@ -59,7 +59,7 @@ def main():
             ratio = f"{s / b:.2f}" if b > 0 else "-"
         print(f"| {r['name']} | {pl.get('resident_blocks', '-')}/{pl.get('streamed_blocks', '-')} | {s:.3f} | "
               f"{r.get('tokens_per_second', 0):.0f} | {gb:.2f} | {ln.get('h2d_achieved_gb_s', 0):.1f} | "
-              f"{ln.get('h2d_pinned_measured_gb_s', 0):.1f} | {bound} | {ratio} | "
+              f"{ln.get('h2d_pinned_measured_gb_s', 0):.1f} | {bound} | {ratio} | {d.get('overlap', 0):.2f} | "
               f"{d.get('host_update_seconds_per_step', 0):.3f} | {gm.get('step_tflops', 0):.1f} | "
               f"{100 * gm.get('fraction_of_cublas', 0):.0f} | {st.get('device_peak_bytes', 0) / 2**30:.2f} | "
               f"{st.get('device_used_peak_bytes', 0) / 2**30:.2f} | {r.get('peak_rss_bytes', 0) / 2**30:.1f} |")

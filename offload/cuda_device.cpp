@@ -54,6 +54,7 @@ class CudaDevice final : public StepDevice {
     return {{"passes", s.passes},
             {"bytes_h2d", s.bytes_h2d},
             {"upload_seconds", s.upload_seconds},
+            {"block_compute_seconds", s.block_compute_seconds},
             {"pass_seconds", s.pass_seconds},
             {"host_update_seconds", s.host_update_seconds},
             {"host_wait_seconds", s.host_wait_seconds},

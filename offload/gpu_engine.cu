@@ -81,6 +81,7 @@ struct GpuEngine::Impl {
   std::vector<size_t> block_scale_off, block_scale_n;  // per block: its scales (contiguous)
   cudaEvent_t uploaded[2] = {}, released[2] = {};
   std::vector<cudaEvent_t> up_t0, up_t1;  // timing of each streamed block's upload in a pass
+  std::vector<cudaEvent_t> comp_t0, comp_t1;  // each block's compute in a pass (decode included)
   int n_streamed = 0;
   size_t fixed_bytes = 0;
   size_t bytes_uploaded = 0;       // over the engine's life
@@ -184,6 +185,12 @@ struct GpuEngine::Impl {
         ZO_CUDA_CHECK(cudaEventCreate(&up_t1[size_t(l)]));
       }
     }
+    comp_t0.resize(size_t(c0.n_layers));
+    comp_t1.resize(size_t(c0.n_layers));
+    for (int l = 0; l < c0.n_layers; l++) {
+      ZO_CUDA_CHECK(cudaEventCreate(&comp_t0[size_t(l)]));
+      ZO_CUDA_CHECK(cudaEventCreate(&comp_t1[size_t(l)]));
+    }
     const ModelConfig& c = m.cfg;
     if (c.arch == Arch::Llama) {
       std::vector<float> cs(size_t(c.max_pos) * c.head_dim / 2), sn(cs.size());
@@ -245,6 +252,8 @@ struct GpuEngine::Impl {
     }
     for (auto e : up_t0) cudaEventDestroy(e);
     for (auto e : up_t1) cudaEventDestroy(e);
+    for (auto e : comp_t0) cudaEventDestroy(e);
+    for (auto e : comp_t1) cudaEventDestroy(e);
     if (up) cudaStreamDestroy(up);
     if (registered) cudaHostUnregister(host->arena());
     if (blas) cuda::cublas_destroy(blas);
@@ -311,9 +320,13 @@ struct GpuEngine::Impl {
     st_.bytes_h2d += bytes;
   }
   const float* acquire(int l) {
-    if (bdev[size_t(l)]) return bdev[size_t(l)];
+    if (bdev[size_t(l)]) {
+      ZO_CUDA_CHECK(cudaEventRecord(comp_t0[size_t(l)], st));
+      return bdev[size_t(l)];
+    }
     const int k = l & 1;
     ZO_CUDA_CHECK(cudaStreamWaitEvent(st, uploaded[k], 0));
+    ZO_CUDA_CHECK(cudaEventRecord(comp_t0[size_t(l)], st));  // after the wait: compute time only
     if (wire == WireDType::F32) return reinterpret_cast<const float*>(ring[k].p);
     const size_t bb = m.block_begin(l), ws = wire_size(wire);
     for (size_t i = 0; i < m.params.size(); i++) {
@@ -336,12 +349,18 @@ struct GpuEngine::Impl {
       ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, up_t0[size_t(l)], up_t1[size_t(l)]));
       st_.upload_seconds += ms * 1e-3;
     }
+    for (int l = 0; l < m.cfg.n_layers; l++) {
+      float ms = 0;
+      ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, comp_t0[size_t(l)], comp_t1[size_t(l)]));
+      st_.block_compute_seconds += ms * 1e-3;
+    }
     size_t fr = 0, tot = 0;
     ZO_CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
     if (free_at_start > fr) st_.device_peak_bytes = std::max(st_.device_peak_bytes, free_at_start - fr);
     st_.device_used_peak_bytes = std::max(st_.device_used_peak_bytes, tot - fr);
   }
   void release(int l) {
+    ZO_CUDA_CHECK(cudaEventRecord(comp_t1[size_t(l)], st));
     if (!bdev[size_t(l)]) ZO_CUDA_CHECK(cudaEventRecord(released[l & 1], st));
   }
   void block(int l, const Batch& b) {

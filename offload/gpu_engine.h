@@ -44,6 +44,7 @@ class GpuEngine {
     long passes = 0;
     size_t bytes_h2d = 0;        // weights uploaded
     double upload_seconds = 0;   // the upload stream busy with weights (CUDA events)
+    double block_compute_seconds = 0;  // the compute stream busy with blocks (decode, perturb, forward)
     double pass_seconds = 0;     // wall time of the passes, each ending in a device synchronization
     double host_update_seconds = 0;  // the updater thread's time on streamed blocks
     double host_wait_seconds = 0;    // uploads held back waiting for a block's host update

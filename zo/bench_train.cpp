@@ -237,6 +237,10 @@ int bench_train(const BenchTrainArgs& a) {
                     {"h2d_bound_seconds_per_step", h2d_gbs > 0 ? up_bytes / (h2d_gbs * 1e9) : 0.0},
                     {"busy_fraction", step_s > 0 ? up_s / step_s : 0.0}};
     devj["host_update_seconds_per_step"] = st["host_update_seconds"].get<double>() / a.steps;
+    // The overlap: compute time over step time (blocks only; the head and host work are not
+    // counted as compute).
+    devj["block_compute_seconds_per_step"] = st["block_compute_seconds"].get<double>() / a.steps;
+    devj["overlap"] = step_s > 0 ? st["block_compute_seconds"].get<double>() / a.steps / step_s : 0.0;
     devj["host_wait_seconds_per_step"] = st["host_wait_seconds"].get<double>() / a.steps;
     devj["gemm"] = {{"mode", a.gemm},
                     {"step_gemm_tflop", flops / a.steps / 1e12},
