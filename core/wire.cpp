@@ -96,31 +96,36 @@ void wire_decode(WireDType t, const void* src, size_t n, const float* scales, fl
   for (size_t i = 0; i < n; i++) dst[i] = wire_value(t, src, i, wire_scaled(t) ? scales[i / kWireGroup] : 1.0f);
 }
 
-bool wire_encode_parallel(WireDType t, const float* src, size_t n, void* dst, float* scales) {
+namespace {
+// body(g0, len, group) over the groups of [0, n), in parallel (OpenMP); true when every body did.
+template <typename F>
+bool for_groups(size_t n, F&& body) {
   const long groups = long(wire_groups(n));
   bool ok = true;
-  auto* d = static_cast<uint8_t*>(dst);
 #pragma omp parallel for schedule(static) reduction(&& : ok) if (groups > 1)
   for (long g = 0; g < groups; g++) {
-    const size_t g0 = size_t(g) * kWireGroup, len = std::min(kWireGroup, n - g0);
-    ok = wire_encode(t, src + g0, len, d + g0 * wire_size(t), scales ? scales + g : nullptr) && ok;
+    const size_t g0 = size_t(g) * kWireGroup;
+    ok = body(g0, std::min(kWireGroup, n - g0), size_t(g)) && ok;
   }
   return ok;
+}
+}  // namespace
+
+bool wire_encode_parallel(WireDType t, const float* src, size_t n, void* dst, float* scales) {
+  auto* d = static_cast<uint8_t*>(dst);
+  return for_groups(n, [&](size_t g0, size_t len, size_t g) {
+    return wire_encode(t, src + g0, len, d + g0 * wire_size(t), scales ? scales + g : nullptr);
+  });
 }
 
 bool update_and_encode(float* w, float* m, size_t n, uint64_t tid, const UpdateTerm* terms, int q, Dist dist,
                        OptKind opt, float lr, float wd, float beta, WireDType t, void* dst, float* scales) {
-  const long groups = long(wire_groups(n));
-  bool ok = true;
   auto* d = static_cast<uint8_t*>(dst);
-#pragma omp parallel for schedule(static) reduction(&& : ok) if (groups > 1)
-  for (long g = 0; g < groups; g++) {
-    const size_t g0 = size_t(g) * kWireGroup, len = std::min(kWireGroup, n - g0);
+  return for_groups(n, [&](size_t g0, size_t len, size_t g) {
     // Inside this parallel region zo_update's own loop runs on the calling thread (no nesting).
     zo_update(w + g0, m ? m + g0 : nullptr, len, tid, g0, terms, q, dist, opt, lr, wd, beta);
-    ok = wire_encode(t, w + g0, len, d + g0 * wire_size(t), scales ? scales + g : nullptr) && ok;
-  }
-  return ok;
+    return wire_encode(t, w + g0, len, d + g0 * wire_size(t), scales ? scales + g : nullptr);
+  });
 }
 
 }  // namespace zo
