@@ -12,7 +12,8 @@
 #      offloaded (blocks streamed from pinned host memory under --gpu-mem), each run measuring in
 #      the same process the pinned host-to-device rate and cuBLAS's rate on the model's largest GEMM;
 # and writes logs, bench.jsonl and table.md to $OUT (default bench/results/gpu-<time>), the short
-# table last. Budget: under 8 minutes on one H100 (benchmarks are skipped once 7 minutes are used).
+# table last. Budget: under 8 minutes on one H100 (a benchmark starts only while 100 s of the
+# 460 s budget are left, and gets 120 s at most).
 #
 # Device tool: run `bash bench/gpu_carry.sh` here first, then call `run` with carry [".gpu"] and
 #   command: OUT=$OUT bash bench/gpu.sh
@@ -21,7 +22,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/results/gpu-$(date +%Y%m%d-%H%M%S)}
 ARCH=${ZO_CUDA_ARCH:-90}
 JOBS=${JOBS:-$(nproc)}
-BUDGET_S=${ZO_GPU_BUDGET_S:-420}
+BUDGET_S=${ZO_GPU_BUDGET_S:-460}  # no benchmark starts after BUDGET_S - 100 s; each has 120 s at most
 mkdir -p "$OUT"
 B=$(mktemp -d)
 mkdir -p "$B/obj" "$B/logs"
@@ -120,8 +121,9 @@ if [[ -x "$B/gpu_probe" ]]; then probe=$(timeout 120 "$B/gpu_probe" 2>>"$OUT/log
 echo "$probe" > "$OUT/probe.json"
 
 step "bench: resident vs offloaded training on OPT shapes"
-# name | shape | extra flags. Offloaded budgets: 1.3B 3G and 6.7B 6G keep a block or two resident;
-# 13B under 8G streams every block (the issue's target: a 13B-shaped model within 8 GB).
+# name | shape | extra flags. Budgets (GiB, 1 GiB of it reserved for activations): 1.3B under 3G keeps
+# 3 of 24 blocks resident, 6.7B under 6G 1 of 32, 13B under 8G 1 of 40 (the issue's target: a
+# 13B-shaped model trains within 8 GB of device memory).
 RUNS=(
   "opt-1.3b resident|opt-1.3b|"
   "opt-1.3b offload f32|opt-1.3b|--gpu-mem 3G --wire-dtype f32"
@@ -137,13 +139,13 @@ RUNS=(
 if [[ -x "$B/zo" ]]; then
   for r in "${RUNS[@]}"; do
     IFS='|' read -r name shape extra <<< "$r"
-    if (( $(elapsed) > BUDGET_S )); then
+    if (( $(elapsed) + 100 > BUDGET_S )); then
       echo "{\"name\": \"$name\", \"skipped\": \"time budget\"}" >> "$OUT/bench.jsonl"
       continue
     fi
     step "bench $name"
     # shellcheck disable=SC2086
-    line=$(timeout 150 "$B/zo" bench train --shape "$shape" --seq-len 128 --batch 16 --steps 3 --warmup 1 \
+    line=$(timeout 120 "$B/zo" bench train --shape "$shape" --seq-len 128 --batch 16 --steps 3 --warmup 1 \
            --device cuda --gemm tf32 $extra --json 2>> "$OUT/bench_stderr.txt" | tail -1)
     if [[ "$line" == \{* ]]; then
       echo "$line" | python3 -c "import json,sys; j=json.load(sys.stdin); j['name']='$name'; print(json.dumps(j))" >> "$OUT/bench.jsonl"

@@ -24,6 +24,23 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// A host range registered with CUDA (page-locked in place), unregistered on destruction, also when
+// the engine's constructor throws after registering.
+struct HostRegistration {
+  void* p = nullptr;
+  bool try_register(void* ptr, size_t bytes) {
+    if (cudaHostRegister(ptr, bytes, cudaHostRegisterDefault) != cudaSuccess) {
+      cudaGetLastError();  // clear it: the caller falls back to a pinned copy
+      return false;
+    }
+    p = ptr;
+    return true;
+  }
+  ~HostRegistration() {
+    if (p) cudaHostUnregister(p);
+  }
+};
+
 // Pinned host memory (the wire shadow of streamed blocks).
 struct PinnedBuf {
   void* p = nullptr;
@@ -69,7 +86,8 @@ struct GpuEngine::Impl {
   // registered); each step uploads each streamed block once into one of two ring slots on its own
   // stream, ordered by events; their updates are applied on the host, by z regenerated there.
   Model* host = nullptr;           // non-null when some block is streamed
-  bool registered = false;
+  HostRegistration registered;     // f32 wire: the masters themselves, page-locked
+  bool use_shadow = false;         // uploads read the pinned shadow (wire != f32, or no registration)
   cudaStream_t up = nullptr;
   WireDType wire = WireDType::F32;
   DevBuf<uint8_t> ring[2];         // a streamed block in the wire dtype
@@ -89,7 +107,8 @@ struct GpuEngine::Impl {
   size_t free_at_start = 0;
   std::atomic<bool> encode_overflow{false};
   double host_update_s = 0;        // written by the updater, read after join
-  std::vector<float> host_mom;     // momentum of streamed parameters (host, arena layout)
+  std::vector<float> host_mom;     // momentum of streamed parameters only (host)
+  std::vector<size_t> host_mom_off;  // per parameter: its offset in host_mom
   std::thread updater;             // host updates of streamed blocks, overlapped with the next step
   std::mutex umu;
   std::condition_variable ucv;
@@ -98,7 +117,7 @@ struct GpuEngine::Impl {
   DevBuf<float> rope_cos, rope_sin;
   DevBuf<float> x, h, qkv, att, ffn, ffn2, hf, logits;
   DevBuf<int32_t> ids, pos, rows;
-  DevBuf<double> lse;
+  DevBuf<double> lse, picked;
   DevBuf<float> mom;  // momentum state (OptKind::Momentum), arena layout
   // Grow-only buffers of the step: nothing is allocated inside the step loop once they are sized.
   std::vector<AttnArgs> args;
@@ -107,7 +126,8 @@ struct GpuEngine::Impl {
   DevBuf<float> gver, wver;       // the version's globals, a block's working copy
 
   void prepare(const Batch& b, size_t n_rows);
-  std::vector<double> head_logprobs(const float* xs, const std::vector<int32_t>& rows, const std::vector<int32_t>& ids);
+  std::vector<double> head_logprobs(const float* xs, const std::vector<int32_t>& rows, const std::vector<int32_t>& ids,
+                                    int n_rows);
 
   Impl(const Model& model, const GpuOptions& o) : m(model), mode(o.mode) {
     ZO_CHECK(cuda::device_count() > 0, "GpuEngine: no CUDA device");
@@ -163,12 +183,10 @@ struct GpuEngine::Impl {
     if (n_streamed > 0) {
       ZO_CHECK(m.storage == DType::F32, "GpuEngine: streamed blocks need f32 host masters");
       host = const_cast<Model*>(&m);  // updates of streamed blocks are applied to the host masters
-      if (wire == WireDType::F32) {   // uploads read the masters themselves
-        ZO_CUDA_CHECK(cudaHostRegister(host->arena(), host->bytes(), cudaHostRegisterDefault));
-        registered = true;
-      } else {
-        build_shadow();
-      }
+      // f32 on the wire: uploads read the masters themselves, registered in place; where the
+      // platform refuses to register them, an f32 pinned shadow stands in (the updater keeps it).
+      use_shadow = wire != WireDType::F32 || !registered.try_register(host->arena(), host->bytes());
+      if (use_shadow) build_shadow();
       ZO_CUDA_CHECK(cudaStreamCreateWithFlags(&up, cudaStreamNonBlocking));
       for (int k = 0; k < 2; k++) {
         ring[k].reserve(m.max_block_numel() * wire_size(wire));
@@ -255,7 +273,6 @@ struct GpuEngine::Impl {
     for (auto e : comp_t0) cudaEventDestroy(e);
     for (auto e : comp_t1) cudaEventDestroy(e);
     if (up) cudaStreamDestroy(up);
-    if (registered) cudaHostUnregister(host->arena());
     if (blas) cuda::cublas_destroy(blas);
     if (st) cudaStreamDestroy(st);
   }
@@ -305,8 +322,8 @@ struct GpuEngine::Impl {
     ZO_CUDA_CHECK(cudaStreamWaitEvent(up, released[k], 0));
     ZO_CUDA_CHECK(cudaEventRecord(up_t0[size_t(l)], up));
     size_t bytes = n * wire_size(wire);
-    const void* src = wire == WireDType::F32 ? static_cast<const void*>(static_cast<const float*>(host->arena()) + bb)
-                                             : static_cast<const void*>(static_cast<uint8_t*>(shadow.p) + shadow_off[size_t(l)]);
+    const void* src = use_shadow ? static_cast<const void*>(static_cast<uint8_t*>(shadow.p) + shadow_off[size_t(l)])
+                                 : static_cast<const void*>(static_cast<const float*>(host->arena()) + bb);
     ZO_CUDA_CHECK(cudaMemcpyAsync(ring[k].p, src, bytes, cudaMemcpyHostToDevice, up));
     if (wire_scaled(wire) && block_scale_n[size_t(l)]) {
       const size_t sb = block_scale_n[size_t(l)] * sizeof(float);
@@ -472,6 +489,8 @@ void GpuEngine::Impl::prepare(const Batch& b, size_t n_rows) {
   const ModelConfig& c = m.cfg;
   const int N = b.n_tokens(), V = c.vocab_size;
   for (int32_t id : b.ids) ZO_CHECK(id >= 0 && id < V, "token id {} out of range [0, {})", id, V);
+  for (int32_t p : b.pos)
+    ZO_CHECK(p >= 0 && p < c.max_pos, "position {} beyond the model's context of {} tokens", p, c.max_pos);
   const size_t wide = size_t(std::max(c.hidden, c.embed_dim));
   x.reserve(size_t(N) * wide);
   h.reserve(size_t(N) * wide);
@@ -487,11 +506,15 @@ void GpuEngine::Impl::prepare(const Batch& b, size_t n_rows) {
 }
 
 std::vector<double> GpuEngine::Impl::head_logprobs(const float* xs, const std::vector<int32_t>& rws,
-                                                   const std::vector<int32_t>& tgt) {
+                                                   const std::vector<int32_t>& tgt, int n_rows) {
   ZO_CHECK(rws.size() == tgt.size(), "target_logprobs: {} rows but {} ids", rws.size(), tgt.size());
   const ModelConfig& c = m.cfg;
   const int C = c.hidden, Ce = c.embed_dim, V = c.vocab_size;
   const size_t wide = size_t(std::max(C, Ce));
+  for (size_t i = 0; i < rws.size(); i++) {
+    ZO_CHECK(rws[i] >= 0 && rws[i] < n_rows, "target_logprobs: row {} outside the batch's {} rows", rws[i], n_rows);
+    ZO_CHECK(tgt[i] >= 0 && tgt[i] < V, "target id {} out of range [0, {})", tgt[i], V);
+  }
   std::vector<int32_t> uniq(rws);
   std::sort(uniq.begin(), uniq.end());
   uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
@@ -500,12 +523,27 @@ std::vector<double> GpuEngine::Impl::head_logprobs(const float* xs, const std::v
   hf.reserve(size_t(kChunk) * (wide + size_t(Ce)));
   logits.reserve(size_t(kChunk) * V);
   lse.reserve(kChunk);
-  rows.reserve(kChunk);
-  std::vector<float> host_logits;
-  std::vector<double> host_lse(kChunk);
+  rows.reserve(std::max<size_t>(kChunk, 2 * rws.size()));
+  picked.reserve(std::max<size_t>(rws.size(), 1));
+  // Per chunk of rows: the (chunk row, target) pairs it answers; the log-probabilities are picked on
+  // the device, so only one double per target comes back (never the logits).
+  std::vector<int32_t> pr, pt;
+  std::vector<size_t> which;
+  std::vector<double> host_picked;
   const float* head = G(kLmHead) ? G(kLmHead) : G(kEmbed);
   for (size_t r0 = 0; r0 < uniq.size(); r0 += kChunk) {
     const int R = int(std::min<size_t>(kChunk, uniq.size() - r0));
+    pr.clear();
+    pt.clear();
+    which.clear();
+    for (size_t i = 0; i < rws.size(); i++) {
+      auto it = std::lower_bound(uniq.begin() + long(r0), uniq.begin() + long(r0) + R, rws[i]);
+      if (it == uniq.begin() + long(r0) + R || *it != rws[i]) continue;
+      pr.push_back(int32_t(it - (uniq.begin() + long(r0))));
+      pt.push_back(tgt[i]);
+      which.push_back(i);
+    }
+    const int P = int(pr.size());
     ZO_CUDA_CHECK(cudaMemcpyAsync(rows.p, uniq.data() + r0, sizeof(int32_t) * size_t(R), cudaMemcpyHostToDevice, st));
     float* g = hf.p;
     cuda::embed_rows(g, xs, rows.p, R, C, st);  // a row gather
@@ -517,18 +555,14 @@ std::vector<double> GpuEngine::Impl::head_logprobs(const float* xs, const std::v
     }
     linear(logits.p, hfin, head, nullptr, R, V, Ce);
     cuda::logsumexp_rows(lse.p, logits.p, R, V, st);
-    host_logits.resize(size_t(R) * V);
-    ZO_CUDA_CHECK(cudaMemcpyAsync(host_logits.data(), logits.p, sizeof(float) * host_logits.size(),
-                                  cudaMemcpyDeviceToHost, st));
-    ZO_CUDA_CHECK(cudaMemcpyAsync(host_lse.data(), lse.p, sizeof(double) * size_t(R), cudaMemcpyDeviceToHost, st));
-    ZO_CUDA_CHECK(cudaStreamSynchronize(st));
-    for (size_t i = 0; i < rws.size(); i++) {
-      auto it = std::lower_bound(uniq.begin() + long(r0), uniq.begin() + long(r0) + R, rws[i]);
-      if (it == uniq.begin() + long(r0) + R || *it != rws[i]) continue;
-      const size_t r = size_t(it - (uniq.begin() + long(r0)));
-      ZO_CHECK(tgt[i] >= 0 && tgt[i] < V, "target id {} out of range [0, {})", tgt[i], V);
-      out[i] = double(host_logits[r * size_t(V) + size_t(tgt[i])]) - host_lse[r];
-    }
+    // The gathered rows' ids are no longer needed: the pairs reuse the buffer (rows then targets).
+    ZO_CUDA_CHECK(cudaMemcpyAsync(rows.p, pr.data(), sizeof(int32_t) * size_t(P), cudaMemcpyHostToDevice, st));
+    ZO_CUDA_CHECK(cudaMemcpyAsync(rows.p + P, pt.data(), sizeof(int32_t) * size_t(P), cudaMemcpyHostToDevice, st));
+    cuda::pick_logprobs(picked.p, logits.p, lse.p, rows.p, rows.p + P, P, V, st);
+    host_picked.resize(size_t(P));
+    ZO_CUDA_CHECK(cudaMemcpyAsync(host_picked.data(), picked.p, sizeof(double) * size_t(P), cudaMemcpyDeviceToHost, st));
+    ZO_CUDA_CHECK(cudaStreamSynchronize(st));  // pr, pt and host_picked are reused by the next chunk
+    for (int k = 0; k < P; k++) out[which[size_t(k)]] = host_picked[size_t(k)];
   }
   return out;
 }
@@ -537,11 +571,12 @@ std::vector<double> GpuEngine::target_logprobs(const Batch& b, const std::vector
                                                const std::vector<int32_t>& ids) {
   Impl& I = *p_;
   auto t0 = Clock::now();
+  for (auto& g : I.gsrc) g = nullptr;  // the masters (a failed version pass may have left its copies)
   I.prepare(b, rows.size());
   I.embed(b);
   I.issue_upload(0);
   for (int l = 0; l < I.m.cfg.n_layers; l++) I.block(l, b);
-  auto out = I.head_logprobs(I.x.p, rows, ids);
+  auto out = I.head_logprobs(I.x.p, rows, ids, b.n_tokens());
   I.end_pass(t0);
   return out;
 }
@@ -558,6 +593,8 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
   const size_t S = dir.size();
   ZO_CHECK(S == scale.size() && S > 0, "version_logprobs: {} directions for {} scales", S, scale.size());
   ZO_CHECK(trainable.size() == m.params.size(), "version_logprobs: trainable mask of the wrong size");
+  for (size_t k = 0; k < S; k++)
+    ZO_CHECK(dir[k] < int(seeds.size()), "version_logprobs: direction {} of {} seeds", dir[k], seeds.size());
   auto t_pass = Clock::now();
   I.prepare(b, rows.size());
   const size_t N = size_t(b.n_tokens()), wide = size_t(std::max(c.hidden, c.embed_dim));
@@ -624,7 +661,7 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
   std::vector<std::vector<double>> out(S);
   for (size_t k = 0; k < S; k++) {
     set_globals(k);
-    out[k] = I.head_logprobs(xs[k].p, rows, ids);
+    out[k] = I.head_logprobs(xs[k].p, rows, ids, b.n_tokens());
   }
   for (auto& g : I.gsrc) g = nullptr;
   I.end_pass(t_pass);
@@ -636,15 +673,16 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
   Impl& I = *p_;
   const Model& m = I.m;
   ZO_CHECK(!terms.empty() && terms.size() <= 16, "GpuEngine::update: 1..16 directions per step (got {})", terms.size());
-  if (opt == OptKind::Momentum && I.mom.n == 0) {
-    I.mom.reserve(m.numel());
-    ZO_CUDA_CHECK(cudaMemsetAsync(I.mom.p, 0, sizeof(float) * m.numel(), I.st));
+  ZO_CHECK(trainable.size() == m.params.size(), "GpuEngine::update: trainable mask of the wrong size");
+  if (opt == OptKind::Momentum && I.mom.n == 0) {  // the resident weights' state, in their layout
+    I.mom.reserve(I.w.n);
+    ZO_CUDA_CHECK(cudaMemsetAsync(I.mom.p, 0, sizeof(float) * I.w.n, I.st));
   }
   // Resident parameters: on the device, in stream order (after the step that read them).
   for (size_t i = 0; i < m.params.size(); i++) {
     if (!trainable[i] || !I.pdev[i]) continue;
     const Param& p = m.params[i];
-    cuda::zo_update(I.pdev[i], opt == OptKind::Momentum ? I.mom.p + p.offset : nullptr, p.numel, tid_of(p), 0,
+    cuda::zo_update(I.pdev[i], opt == OptKind::Momentum ? I.mom.p + (I.pdev[i] - I.w.p) : nullptr, p.numel, tid_of(p), 0,
                     terms.data(), int(terms.size()), dist, opt, lr, p.decay ? wd : 0.0f, beta, I.st);
   }
   if (!I.n_streamed) {
@@ -655,12 +693,30 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
   // already computes the resident blocks; the next upload of block l waits for block l only.
   if (I.updater.joinable()) I.updater.join();
   ZO_CUDA_CHECK(cudaStreamSynchronize(I.up));  // no upload still reads the masters
-  if (opt == OptKind::Momentum && I.host_mom.empty()) I.host_mom.assign(m.numel(), 0.0f);
+  if (opt == OptKind::Momentum && I.host_mom.empty()) {  // streamed parameters only
+    I.host_mom_off.assign(m.params.size(), 0);
+    size_t n = 0;
+    for (size_t i = 0; i < m.params.size(); i++)
+      if (!I.pdev[i]) {
+        I.host_mom_off[i] = n;
+        n += m.params[i].numel;
+      }
+    I.host_mom.assign(n, 0.0f);
+  }
   {
     std::lock_guard<std::mutex> g(I.umu);
     I.updated_upto = 0;
   }
   std::vector<uint8_t> tr(trainable);
+  struct Reopen {  // if the thread cannot start, uploads must not wait for it forever
+    Impl& I;
+    bool armed = true;
+    ~Reopen() {
+      if (!armed) return;
+      std::lock_guard<std::mutex> g(I.umu);
+      I.updated_upto = 1 << 30;
+    }
+  } reopen{I};
   I.updater = std::thread([&I, terms, dist, opt, lr, wd, beta, tr] {
     Model& hm = *I.host;
     auto t0 = Clock::now();
@@ -670,9 +726,9 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
           const Param& p = hm.params[i];
           if (p.block != l || !tr[i]) continue;
           float* w = static_cast<float*>(hm.arena()) + p.offset;
-          float* mo = I.host_mom.empty() ? nullptr : I.host_mom.data() + p.offset;
+          float* mo = I.host_mom.empty() ? nullptr : I.host_mom.data() + I.host_mom_off[i];
           const float wdp = p.decay ? wd : 0.0f;
-          if (I.wire == WireDType::F32)
+          if (!I.use_shadow)
             zo_update(w, mo, p.numel, tid_of(p), 0, terms.data(), int(terms.size()), dist, opt, lr, wdp, beta);
           else if (!update_and_encode(w, mo, p.numel, tid_of(p), terms.data(), int(terms.size()), dist, opt, lr, wdp,
                                       beta, I.wire, I.wire_ptr(i), I.wire_scales(i)))
@@ -687,6 +743,7 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
     I.updated_upto = 1 << 30;
     I.ucv.notify_all();
   });
+  reopen.armed = false;
 }
 
 void GpuEngine::download(Model& out) const {

@@ -294,4 +294,20 @@ void logsumexp_rows(double* lse, const float* logits, int M, int V, void* stream
   check_launch("logsumexp_rows");
 }
 
+namespace {
+__global__ void pick_kernel(double* out, const float* logits, const double* lse, const int32_t* row, const int32_t* id,
+                            int n, int V) {
+  const int i = int(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = double(logits[size_t(row[i]) * size_t(V) + size_t(id[i])]) - lse[row[i]];
+}
+}  // namespace
+
+void pick_logprobs(double* out, const float* logits, const double* lse, const int32_t* row, const int32_t* id, int n,
+                   int V, void* stream) {
+  if (n <= 0) return;
+  pick_kernel<<<(n + kThreads - 1) / kThreads, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(out, logits, lse, row,
+                                                                                                 id, n, V);
+  check_launch("pick_logprobs");
+}
+
 }  // namespace zo::cuda

@@ -34,5 +34,9 @@ void embed_rows(float* out, const float* table, const int32_t* ids, int N, int C
 void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev_args, void* stream);
 // lse[r] = logsumexp(logits[r, :V]) accumulated in f64 (as the CPU).
 void logsumexp_rows(double* lse, const float* logits, int M, int V, void* stream);
+// out[i] = double(logits[row[i], id[i]]) - lse[row[i]] for i < n (the targets' log-probabilities,
+// picked on the device: only n doubles travel back).
+void pick_logprobs(double* out, const float* logits, const double* lse, const int32_t* row, const int32_t* id, int n,
+                   int V, void* stream);
 
 }  // namespace zo::cuda
