@@ -115,6 +115,19 @@ for t in "${TESTS[@]}"; do
 done
 echo "$tests" | tee -a "$OUT/log.txt"
 
+# compute-sanitizer's memcheck over the engine on two tiny models (out-of-bounds and misaligned
+# accesses, API errors), where the image has it.
+memcheck="not run"
+if command -v compute-sanitizer > /dev/null && [[ -x "$B/test_cuda_forward" ]]; then
+  step "memcheck"
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 "$B/test_cuda_forward" \
+    --gtest_filter='*opt_pre_ln*:*llama_gqa*' > "$OUT/memcheck.txt" 2>&1
+  rc=$?
+  memcheck=$([[ $rc == 0 ]] && echo clean || echo "exit $rc ($(grep -c 'Invalid\|ERROR SUMMARY' "$OUT/memcheck.txt") lines flagged)")
+  echo "memcheck: $memcheck" | tee -a "$OUT/log.txt"
+fi
+tests+="memcheck: $memcheck"
+
 step "probe"
 probe="{}"
 if [[ -x "$B/gpu_probe" ]]; then probe=$(timeout 120 "$B/gpu_probe" 2>>"$OUT/log.txt" | tail -1); fi
