@@ -25,7 +25,7 @@ JOBS=${JOBS:-$(nproc)}
 BUDGET_S=${ZO_GPU_BUDGET_S:-460}  # no benchmark starts after BUDGET_S - 100 s; each has 120 s at most
 mkdir -p "$OUT"
 B=$(mktemp -d)
-mkdir -p "$B/obj" "$B/logs"
+mkdir -p "$B/obj" "$B/logs" "$B/bin"
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
 step() { echo "== [$(elapsed) s] $*" | tee -a "$OUT/log.txt"; }
@@ -92,7 +92,7 @@ link() {  # out objs...
   shift
   "$NVCC" -o "$out" "$@" "${LIBS[@]}" "${LINK[@]}" >> "$OUT/log.txt" 2>&1 || echo "link $out" >> "$B/failed"
 }
-link "$B/zo" "${CLI_OBJS[@]}" "${LIB_OBJS[@]}" &
+link "$B/bin/zo" "${CLI_OBJS[@]}" "${LIB_OBJS[@]}" &
 for t in "${TESTS[@]}"; do
   link "$B/$t" "$(objname "$ROOT/tests/$t.cpp")" "$MAIN_OBJ" "${LIB_OBJS[@]}" &
 done
@@ -149,7 +149,7 @@ RUNS=(
   "opt-13b offload fp8 8G|opt-13b|--gpu-mem 8G --wire-dtype fp8"
 )
 : > "$OUT/bench.jsonl"
-if [[ -x "$B/zo" ]]; then
+if [[ -x "$B/bin/zo" ]]; then
   for r in "${RUNS[@]}"; do
     IFS='|' read -r name shape extra <<< "$r"
     if (( $(elapsed) + 100 > BUDGET_S )); then
@@ -158,7 +158,7 @@ if [[ -x "$B/zo" ]]; then
     fi
     step "bench $name"
     # shellcheck disable=SC2086
-    line=$(timeout 120 "$B/zo" bench train --shape "$shape" --seq-len 128 --batch 16 --steps 3 --warmup 1 \
+    line=$(timeout 120 "$B/bin/zo" bench train --shape "$shape" --seq-len 128 --batch 16 --steps 3 --warmup 1 \
            --device cuda --gemm tf32 $extra --json 2>> "$OUT/bench_stderr.txt" | tail -1)
     if [[ "$line" == \{* ]]; then
       echo "$line" | python3 -c "import json,sys; j=json.load(sys.stdin); j['name']='$name'; print(json.dumps(j))" >> "$OUT/bench.jsonl"

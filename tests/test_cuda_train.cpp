@@ -5,10 +5,17 @@
 // Philox arithmetic as core/perturb.h). Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "models/load.h"
 #include "offload/residency.h"
@@ -77,3 +84,56 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, CudaTrain, ::testing::Values("opt_pre_ln", "llama_gqa", "qwen2_bias"));
+
+// The CLI on the device: `zo train --device cuda` (resident, and streamed under --gpu-mem) against
+// `zo train` on the CPU with the same flags: the first step's losses and the evaluation at start
+// agree within f32 GEMM tolerance, and the streamed run reports its PCIe bytes.
+TEST(CudaTrainCli, DeviceRunsAgreeWithTheCpuRun) {
+  if (cuda_devices() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("zo_cuda_cli_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "model");
+  for (const char* f : {"config.json", "model.safetensors"})
+    fs::copy_file(model_dir("llama_gqa") + "/" + f, root / "model" / f);
+  fs::copy_file(std::string(ZO_TEST_DATA) + "/tokenizers/byte256/tokenizer.json", root / "model" / "tokenizer.json");
+  {
+    std::ofstream f(root / "data.jsonl");
+    const char* words[] = {"good", "fine", "bad", "dull"};
+    for (int i = 0; i < 80; i++) f << "{\"sentence\": \"" << words[i % 4] << " " << words[(i / 4) % 4] << "\", \"label\": " << (i % 4 < 2) << "}\n";
+  }
+  Model m = load_model(model_dir("llama_gqa"));
+  const ResidencyPlan rp = plan_residency(m, 0, 0, WireDType::BF16);
+  const size_t budget = 2 * rp.globals_bytes + m.max_block_numel() * 4 + rp.streaming_bytes + 1;
+  auto train = [&](const std::string& name, const std::string& extra) {
+    std::string cmd = std::string(ZO_BINARY_DIR) + "/bin/zo train --model " + (root / "model").string() + " --data " +
+                      (root / "data.jsonl").string() +
+                      " --template '{sentence} :' --label-words ' A' ' B' --n-train 40 --n-dev 16 --n-test 16 --steps 3"
+                      " --batch 4 --lr 1e-3 --eps 1e-2 --eval-every 0 --fsync never --quiet --out " +
+                      (root / name).string() + " " + extra + " > /dev/null 2> " + (root / (name + ".err")).string();
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << name;
+    std::ifstream s(root / name / "summary.json"), mt(root / name / "metrics.jsonl");
+    nlohmann::json summary = nlohmann::json::parse(s), first;
+    for (std::string line; std::getline(mt, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j["type"] == "step") {
+        first = j;
+        break;
+      }
+    }
+    return std::make_pair(summary, first);
+  };
+  auto [cs, cf] = train("cpu", "");
+  auto [gs, gf] = train("gpu", "--device cuda --gemm f32");
+  auto [ss, sf] = train("gpu_streamed", "--device cuda --gemm f32 --wire-dtype bf16 --gpu-reserve 0 --gpu-mem " +
+                                            std::to_string(budget));
+  auto near = [](double a, double b, double rel) { return std::fabs(a - b) <= rel * (1 + std::fabs(b)); };
+  EXPECT_TRUE(near(gf["loss_a"].get<double>(), cf["loss_a"].get<double>(), 1e-4)) << gf << " vs " << cf;
+  EXPECT_TRUE(near(gf["loss_b"].get<double>(), cf["loss_b"].get<double>(), 1e-4)) << gf << " vs " << cf;
+  EXPECT_TRUE(near(gs["dev_at_start"]["loss"].get<double>(), cs["dev_at_start"]["loss"].get<double>(), 1e-4));
+  EXPECT_TRUE(near(sf["loss_a"].get<double>(), cf["loss_a"].get<double>(), 2e-2)) << "bf16 wire";
+  EXPECT_EQ(ss["device"]["plan"]["streamed_blocks"].get<int>(), m.cfg.n_layers);
+  EXPECT_GT(ss["device"]["stats"]["bytes_h2d"].get<double>(), 0.0);
+  EXPECT_EQ(gs["device"]["stats"]["bytes_h2d"].get<double>(), 0.0);
+  fs::remove_all(root);
+}
