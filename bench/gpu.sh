@@ -50,6 +50,15 @@ NVF=(-O3 -std=c++17 -arch=sm_$ARCH --fmad=false --prec-div=true --prec-sqrt=true
   free -g | head -2
 } > "$OUT/machine.txt" 2>&1
 
+TESTS=(test_cuda_perturb test_cuda_ops test_cuda_forward test_cuda_train)
+if [[ -n "${ZO_GPU_PREBUILT:-}" ]]; then
+  # Binaries built elsewhere (a CMake build's bin/ folder): zo, the test_cuda_* tests, gpu_probe.
+  mkdir -p "$B/bin"
+  for f in zo "${TESTS[@]}"; do [[ -x "$ZO_GPU_PREBUILT/$f" ]] && ln -s "$ZO_GPU_PREBUILT/$f" "$B/bin/$f"; done
+  for f in "${TESTS[@]}" gpu_probe; do [[ -x "$ZO_GPU_PREBUILT/$f" ]] && ln -s "$ZO_GPU_PREBUILT/$f" "$B/$f"; done
+  build_ok="prebuilt ($ZO_GPU_PREBUILT)"
+  step "build: $build_ok"
+else
 step "build (sm_$ARCH, $JOBS jobs)"
 # Every source once, in parallel; a failure is logged and the build goes on (what built still runs).
 compile() {  # obj src compiler-and-flags...
@@ -81,7 +90,6 @@ for f in "$ROOT"/zo/cli/*.cpp; do queue cxx "$f"; CLI_OBJS+=("$(objname "$f")");
 printf '#include <gtest/gtest.h>\nint main(int c, char** v) { ::testing::InitGoogleTest(&c, v); return RUN_ALL_TESTS(); }\n' > "$B/main.cpp"
 queue cxx "$B/main.cpp"
 MAIN_OBJ=$(objname "$B/main.cpp")
-TESTS=(test_cuda_perturb test_cuda_ops test_cuda_forward test_cuda_train)
 for t in "${TESTS[@]}"; do queue cxx "$ROOT/tests/$t.cpp"; done
 queue cu "$ROOT/bench/gpu_probe.cu"
 PROBE_OBJ=$(objname "$ROOT/bench/gpu_probe.cu")
@@ -101,6 +109,7 @@ wait
 build_ok=ok
 [[ -f "$B/failed" ]] && build_ok="FAILED: $(tr '\n' ' ' < "$B/failed")"
 step "build: $build_ok"
+fi
 
 step "tests"
 tests=""
@@ -158,13 +167,17 @@ if [[ -x "$B/bin/zo" ]]; then
     fi
     step "bench $name"
     # shellcheck disable=SC2086
+    err="$OUT/bench_$(echo "$name" | tr ' ' '_').err"
     line=$(timeout 120 "$B/bin/zo" bench train --shape "$shape" --seq-len 128 --batch 16 --steps 3 --warmup 1 \
-           --device cuda --gemm tf32 $extra --json 2>> "$OUT/bench_stderr.txt" | tail -1)
+           --device cuda --gemm tf32 $extra --json 2> "$err" | tail -1)
+    rc=$?
     if [[ "$line" == \{* ]]; then
-      echo "$line" | python3 -c "import json,sys; j=json.load(sys.stdin); j['name']='$name'; print(json.dumps(j))" >> "$OUT/bench.jsonl"
+      echo "$line" | NAME="$name" python3 -c "import json,os,sys; j=json.load(sys.stdin); j['name']=os.environ['NAME']; print(json.dumps(j))" >> "$OUT/bench.jsonl"
     else
-      echo "{\"name\": \"$name\", \"failed\": true}" >> "$OUT/bench.jsonl"
-      tail -3 "$OUT/bench_stderr.txt" >> "$OUT/log.txt"
+      why=$(grep -v '^\s*$' "$err" | tail -1 | cut -c1-160)
+      [[ -z "$why" ]] && why="exit $rc (timeout 124)"
+      NAME="$name" WHY="$why" python3 -c "import json,os; print(json.dumps({'name': os.environ['NAME'], 'failed': os.environ['WHY']}))" >> "$OUT/bench.jsonl"
+      echo "$name: $why" >> "$OUT/log.txt"
     fi
   done
   echo "{\"name\": \"opt-30b\", \"skipped\": \"f32 host masters of a 30B model (120 GB) exceed this machine's RAM\"}" >> "$OUT/bench.jsonl"

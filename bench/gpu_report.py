@@ -44,7 +44,7 @@ def main():
     print("|" + "---|" * len(hdr))
     for r in runs:
         if "seconds_per_step" not in r:
-            why = r.get("skipped") or ("failed" if r.get("failed") else "?")
+            why = r.get("skipped") or (f"failed: {r['failed']}" if r.get("failed") else "?")
             print(f"| {r.get('name')} | {why} |" + " |" * (len(hdr) - 2))
             continue
         d = r.get("device", {})
