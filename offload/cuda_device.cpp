@@ -34,13 +34,14 @@ class CudaDevice final : public StepDevice {
     const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_);
     return fmt::format("cuda ({} GEMMs): {}", o_.gemm, p.describe(m_, wire_));
   }
-  std::vector<std::vector<double>> versions(const Batch& b, const std::vector<int32_t>& rows,
+  std::vector<std::vector<double>> versions(const Batch& b, const std::vector<int32_t>*, const std::vector<int32_t>& rows,
                                             const std::vector<int32_t>& ids, const std::vector<uint64_t>& seeds,
                                             const std::vector<int>& dir, const std::vector<float>& scale, Dist dist,
                                             const std::vector<uint8_t>& trainable) override {
     return e_.version_logprobs(b, rows, ids, seeds, dir, scale, dist, trainable);
   }
-  std::vector<double> logprobs(const Batch& b, const std::vector<int32_t>& rows, const std::vector<int32_t>& ids) override {
+  std::vector<double> logprobs(const Batch& b, const std::vector<int32_t>*, const std::vector<int32_t>& rows,
+                               const std::vector<int32_t>& ids) override {
     return e_.target_logprobs(b, rows, ids);
   }
   void update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind opt, float lr, float wd, float beta,

@@ -60,7 +60,9 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
     }
     auto dev = make_cuda_device(md, o);
     sd.set_device(dev.get());
-    if (cs.stream) EXPECT_EQ(dev->plan()["streamed_blocks"].get<int>(), md.cfg.n_layers);
+    if (cs.stream) {
+      EXPECT_EQ(dev->plan()["streamed_blocks"].get<int>(), md.cfg.n_layers);
+    }
     std::vector<StepRecord> log;
     for (int t = 0; t < 4; t++) {
       std::vector<uint64_t> seeds = {rng::direction_seed(7, uint64_t(t), 0)};

@@ -175,7 +175,7 @@ int bench_train(const BenchTrainArgs& a) {
       StepRecord r = spsa->step(uint64_t(t), {rng::direction_seed(0, uint64_t(t), 0)}, float(a.lr), plan);
       spsa->set_pending(r);
     } else if (dev) {
-      volatile double l = plan.loss(dev->logprobs(plan.batch, plan.rows, plan.ids));
+      volatile double l = plan.loss(dev->logprobs(plan.batch, &plan.keep, plan.rows, plan.ids));
       (void)l;
     } else {
       e.forward(plan.batch, nullptr, &plan.keep);

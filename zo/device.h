@@ -28,11 +28,14 @@ class StepDevice {
   virtual std::string describe() const = 0;  // the device and the residency plan, one line
   // Version k runs the weights W + scale[k] z(seeds[dir[k]]) (dir -1 or scale 0: the masters);
   // parameters with trainable[i] == 0 are never perturbed. Target log-probabilities per version.
-  virtual std::vector<std::vector<double>> versions(const Batch& b, const std::vector<int32_t>& rows,
+  // keep (may be null): the rows the last block must produce (Engine::forward's keep_from); a
+  // device may compute more.
+  virtual std::vector<std::vector<double>> versions(const Batch& b, const std::vector<int32_t>* keep,
+                                                    const std::vector<int32_t>& rows,
                                                     const std::vector<int32_t>& ids, const std::vector<uint64_t>& seeds,
                                                     const std::vector<int>& dir, const std::vector<float>& scale,
                                                     Dist dist, const std::vector<uint8_t>& trainable) = 0;
-  virtual std::vector<double> logprobs(const Batch& b, const std::vector<int32_t>& rows,
+  virtual std::vector<double> logprobs(const Batch& b, const std::vector<int32_t>* keep, const std::vector<int32_t>& rows,
                                        const std::vector<int32_t>& ids) = 0;
   // core/perturb.h's zo_update on every trainable parameter (wd only where Param::decay).
   virtual void update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind opt, float lr, float wd, float beta,

@@ -47,7 +47,6 @@ Spsa::Spsa(Model& m, Engine& e, const SpsaOptions& o) : m_(m), e_(e), o_(o) {
       block_params_[size_t(p.block)].push_back(i);
   }
   ZO_CHECK(n_trainable() > 0, "no parameter matches --params '{}' without matching --freeze '{}'", o.params, o.freeze);
-  if (o.opt == OptKind::Momentum) mom_.assign(m.numel(), 0.0f);
   wbuf_.resize(m.max_block_numel());
   zbuf_.resize(m.max_block_numel());
 }
@@ -84,10 +83,12 @@ void Spsa::set_pending(const StepRecord& r) {
     times_.update += since(t0);
     return;
   }
+  if (o_.opt == OptKind::Momentum && mom_.empty()) mom_.assign(m_.numel(), 0.0f);  // made at the first update
   for (size_t i = 0; i < trainable_.size(); i++) pend_left_[i] = trainable_[i];
 }
 
 void Spsa::set_device(StepDevice* d) {
+  ZO_CHECK(mom_.empty(), "Spsa::set_device: momentum state already on the CPU would be lost (set the device first)");
   flush();
   dev_ = d;
 }
@@ -127,7 +128,7 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
   const size_t S = dir.size(), N = size_t(b.n_tokens());
   if (dev_) {
     auto t0 = Clock::now();
-    auto lp = dev_->versions(b, plan.rows, plan.ids, seeds, dir, scale, o_.dist, trainable_);
+    auto lp = dev_->versions(b, plan.keep.empty() ? nullptr : &plan.keep, plan.rows, plan.ids, seeds, dir, scale, o_.dist, trainable_);
     times_.forward += since(t0);
     std::vector<double> out(S);
     for (size_t k = 0; k < S; k++) out[k] = plan.loss(lp[k]);

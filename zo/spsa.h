@@ -77,7 +77,8 @@ class Spsa {
 
   bool trainable(size_t param_index) const { return trainable_[param_index]; }
   size_t n_trainable() const;  // elements that move
-  size_t momentum_bytes() const { return mom_.size() * sizeof(float); }
+  // Host memory of the momentum state (made at the first update; none when a device keeps it).
+  size_t momentum_bytes() const { return o_.opt == OptKind::Momentum && !dev_ ? m_.numel() * sizeof(float) : 0; }
   const StepTimes& times() const { return times_; }
   const SpsaOptions& options() const { return o_; }
   uint64_t tensor_id(size_t param_index) const { return tid_[param_index]; }

@@ -422,10 +422,27 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   RunData data = load_data(cfg, tok, m.cfg.max_pos);
   Engine e(m);
   Spsa spsa(m, e, spsa_options(cfg));
-  if (cfg.device == "cuda") {  // before anything is written: a bad device setup leaves no run behind
+  if (cfg.device == "cuda" && !o.device_factory) {  // before anything is written: no run left behind
     ZO_CHECK(cuda_built(), "--device cuda: this zo was built without the CUDA toolkit (install nvcc and rebuild)");
     ZO_CHECK(cuda_devices() > 0, "--device cuda: no CUDA device is visible (no driver or no GPU)");
     plan_residency(m, size_t(cfg.gpu_mem), cfg.gpu_mem > 0 ? size_t(cfg.gpu_reserve) : 0, parse_wire_dtype(cfg.wire_dtype));
+  }
+  // The device starts from the base weights; a resumed run's replay below goes through it, so its
+  // optimizer state (momentum) is rebuilt where it lives.
+  std::unique_ptr<StepDevice> dev;
+  Scorer scorer = engine_scorer(e);
+  if (cfg.device == "cuda") {
+    DeviceOptions dopt;
+    dopt.gemm = cfg.gemm;
+    dopt.gpu_mem = size_t(cfg.gpu_mem);
+    dopt.reserve = cfg.gpu_mem > 0 ? size_t(cfg.gpu_reserve) : 0;
+    dopt.wire = cfg.wire_dtype;
+    dev = o.device_factory ? o.device_factory(m) : make_cuda_device(m, dopt);
+    spsa.set_device(dev.get());
+    StepDevice* d = dev.get();
+    scorer = [d](const Batch& b, const std::vector<int32_t>* keep, const std::vector<int32_t>& rows,
+                 const std::vector<int32_t>& ids) { return d->logprobs(b, keep, rows, ids); };
+    if (!o.quiet) fmt::print(stderr, "device: {}\n", dev->describe());
   }
   if (!o.quiet)
     fmt::print(stderr,
@@ -460,22 +477,6 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   } else {
     write_atomic(cfg_path, cfg.to_json().dump(2) + "\n");
     log.emplace(StepLogWriter::create(log_path, header, parse_fsync(cfg.fsync)));
-  }
-  // The device is made after the replay: it starts from the weights the log leads to.
-  std::unique_ptr<StepDevice> dev;
-  Scorer scorer = engine_scorer(e);
-  if (cfg.device == "cuda") {
-    DeviceOptions dopt;
-    dopt.gemm = cfg.gemm;
-    dopt.gpu_mem = size_t(cfg.gpu_mem);
-    dopt.reserve = cfg.gpu_mem > 0 ? size_t(cfg.gpu_reserve) : 0;
-    dopt.wire = cfg.wire_dtype;
-    dev = make_cuda_device(m, dopt);
-    spsa.set_device(dev.get());
-    StepDevice* d = dev.get();
-    scorer = [d](const Batch& b, const std::vector<int32_t>*, const std::vector<int32_t>& rows,
-                 const std::vector<int32_t>& ids) { return d->logprobs(b, rows, ids); };
-    if (!o.quiet) fmt::print(stderr, "device: {}\n", dev->describe());
   }
   std::ofstream metrics((dir / "metrics.jsonl").string(), std::ios::app);
   ZO_CHECK(metrics.good(), "{}: cannot open metrics.jsonl", o.out);

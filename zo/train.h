@@ -10,10 +10,13 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "models/model.h"
+#include "zo/device.h"
 
 namespace zo {
 
@@ -63,6 +66,9 @@ struct RunOptions {
   bool progress = true;
   bool quiet = false;        // no per-evaluation lines
   long stop_after = -1;      // testing: stop (cleanly) after this many steps in this process
+  // testing: with --device cuda, the device is made by this instead (the CPU tests drive the
+  // trainer's device path with a reference device).
+  std::function<std::unique_ptr<StepDevice>(const Model&)> device_factory;
 };
 
 // Runs (or resumes) training; returns the summary object (also written to out/summary.json).
