@@ -190,6 +190,10 @@ int bench_train(const BenchTrainArgs& a) {
       uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
       flops += versions * 2.0 * (double(plan.batch.n_tokens()) * double(block_numel) +
                                  double(uniq.size()) * double(m.cfg.vocab_size) * double(m.cfg.embed_dim));
+      // The last timed step waits for its own host update (the updater of streamed blocks): the timed
+      // steps then hold exactly as many host updates as steps (the warm-up's was joined when the
+      // counters were reset).
+      if (dev && t == a.warmup + a.steps - 1) (void)dev->stats();
       timed += since(t0);
       tokens += tok_step;
       real_tokens += plan.batch.n_tokens();
