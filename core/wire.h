@@ -9,7 +9,7 @@
 //   fp8    1 byte, OCP FP8 E4M3 ("e4m3fn": bias 7, no infinities, S.1111.111 is NaN, max 448),
 //          one f32 scale per group of kWireGroup consecutive elements of a tensor:
 //          scale = amax / 448 (1 when the group is all zero), code = e4m3(w / scale) rounded to
-//          nearest even, saturated at +-448; decoded w~ = e4m3_value(code) * scale.
+//          nearest even, saturated at +-448 (as torch's cast); decoded w~ = e4m3_value(code) * scale.
 //
 // The decoders are ZO_HD: the CUDA kernel (core/cuda/wire.cu) and the CPU reference are the same
 // code, so a decoded block has the same bits on both.

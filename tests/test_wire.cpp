@@ -93,6 +93,15 @@ TEST(Wire, DecodersMatchTorchValues) {
   }
 }
 
+TEST(Wire, Fp8SaturatesAsTorchDoes) {
+  auto f = fixture();
+  auto x = read<float>(f, "sat_x");
+  auto want = read<uint8_t>(f, "sat_fp8");
+  ASSERT_EQ(x.size(), want.size());
+  ASSERT_FALSE(x.empty());
+  for (size_t i = 0; i < x.size(); i++) EXPECT_EQ(int(f32_to_fp8_e4m3(x[i])), int(want[i])) << x[i];
+}
+
 TEST(Wire, Fp8SaturatesAndF16OverflowIsReported) {
   EXPECT_EQ(f32_to_fp8_e4m3(448.0f), 0x7e);
   EXPECT_EQ(f32_to_fp8_e4m3(1000.0f), 0x7e);

@@ -14,6 +14,8 @@ Tensors (all from numpy default_rng(20261126)):
     fp8_scales  F32 [G]  one per group of 16384 elements: amax / 448 in float32 (1 when amax is 0)
     fp8         U8  [N]  bits of (x / scale_of_its_group).to(torch.float8_e4m3fn)
     fp8_table   F32 [256] float8_e4m3fn code k as float32 (k = 0..255; NaN codes stay NaN)
+    sat_x       F32 [16] values around and beyond e4m3's largest finite value 448, both signs
+    sat_fp8     U8  [16] bits of sat_x.to(torch.float8_e4m3fn) (no scale: torch saturates at 448)
 """
 import argparse
 
@@ -55,7 +57,11 @@ def main():
         scales[g] = s.item()
         fp8[g * G:(g + 1) * G] = (seg / s).to(torch.float8_e4m3fn).view(torch.uint8).numpy()
     table = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e4m3fn).float().numpy()
-    save_file({"x": x, "bf16": bf16, "f16": f16, "fp8_scales": scales, "fp8": fp8, "fp8_table": table}, a.out,
+    sat = np.array([440.0, 448.0, 455.0, 463.9, 464.0, 470.0, 479.0, 480.0, 1000.0, 3e38], dtype=np.float32)
+    sat_x = np.concatenate([sat[:8], -sat[:8]]).astype(np.float32)
+    sat_fp8 = torch.from_numpy(sat_x).to(torch.float8_e4m3fn).view(torch.uint8).numpy()
+    save_file({"x": x, "bf16": bf16, "f16": f16, "fp8_scales": scales, "fp8": fp8, "fp8_table": table,
+               "sat_x": sat_x, "sat_fp8": sat_fp8}, a.out,
               metadata={"generator": "tools/gen_wire_fixtures.py", "torch": torch.__version__})
     print(a.out, n, "values,", groups, "groups")
 
