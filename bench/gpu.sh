@@ -33,10 +33,13 @@ NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 CUDA_HOME=$(cd "$(dirname "$NVCC")/.." && pwd)
 INC=(-I"$ROOT" -I"$ROOT/bench/gpu_support" -I"$CUDA_HOME/include")
 [[ -d "$ROOT/.gpu/include" ]] && INC+=(-I"$ROOT/.gpu/include")
-LIBS=()
-for l in libgtest.a libpcre2-8.a; do
-  if [[ -f "$ROOT/.gpu/lib/$l" ]]; then LIBS+=("$ROOT/.gpu/lib/$l"); else LIBS+=("-l$(echo "$l" | sed 's/^lib//; s/\.a$//')"); fi
-done
+# GoogleTest: built here from the carried sources when present (the machine's own compiler and
+# C++ library), else the carried static library, else the system's. PCRE2: the carried static
+# library, else the system's (and, if that link fails, its run-time library directly).
+GTEST_SRC="$ROOT/.gpu/gtest-src"
+PCRE=()
+if [[ -f "$ROOT/.gpu/lib/libpcre2-8.a" ]]; then PCRE+=("$ROOT/.gpu/lib/libpcre2-8.a"); else PCRE+=(-lpcre2-8); fi
+GTEST=()
 DEFS=(-DFMT_HEADER_ONLY -DPCRE2_CODE_UNIT_WIDTH=8 -DPCRE2_STATIC -DZO_TEST_DATA="\"$ROOT/tests/data\"" -DZO_BINARY_DIR="\"$B\"")
 CXXF=(-O3 -std=c++20 -march=native -fopenmp -ffp-contract=off -fno-math-errno "${DEFS[@]}" "${INC[@]}")
 NVF=(-O3 -std=c++17 -arch=sm_$ARCH --fmad=false --prec-div=true --prec-sqrt=true --extended-lambda "${DEFS[@]}" "${INC[@]}")
@@ -90,6 +93,14 @@ for f in "$ROOT"/zo/cli/*.cpp; do queue cxx "$f"; CLI_OBJS+=("$(objname "$f")");
 printf '#include <gtest/gtest.h>\nint main(int c, char** v) { ::testing::InitGoogleTest(&c, v); return RUN_ALL_TESTS(); }\n' > "$B/main.cpp"
 queue cxx "$B/main.cpp"
 MAIN_OBJ=$(objname "$B/main.cpp")
+if [[ -f "$GTEST_SRC/src/gtest-all.cc" ]]; then
+  compile "$B/obj/gtest-all.o" "$GTEST_SRC/src/gtest-all.cc" g++ -O2 -std=c++17 -I"$GTEST_SRC" "${INC[@]}" &
+  GTEST+=("$B/obj/gtest-all.o" -lpthread)
+elif [[ -f "$ROOT/.gpu/lib/libgtest.a" ]]; then
+  GTEST+=("$ROOT/.gpu/lib/libgtest.a")
+else
+  GTEST+=(-lgtest)
+fi
 for t in "${TESTS[@]}"; do queue cxx "$ROOT/tests/$t.cpp"; done
 queue cu "$ROOT/bench/gpu_probe.cu"
 PROBE_OBJ=$(objname "$ROOT/bench/gpu_probe.cu")
@@ -98,7 +109,9 @@ LINK=(-arch=sm_$ARCH -lcublas -Xcompiler -fopenmp)
 link() {  # out objs...
   local out=$1
   shift
-  "$NVCC" -o "$out" "$@" "${LIBS[@]}" "${LINK[@]}" >> "$OUT/log.txt" 2>&1 || echo "link $out" >> "$B/failed"
+  "$NVCC" -o "$out" "$@" "${GTEST[@]}" "${PCRE[@]}" "${LINK[@]}" >> "$OUT/log.txt" 2>&1 ||
+    "$NVCC" -o "$out" "$@" "${GTEST[@]}" -l:libpcre2-8.so.0 "${LINK[@]}" >> "$OUT/log.txt" 2>&1 ||
+    echo "link $out" >> "$B/failed"
 }
 link "$B/bin/zo" "${CLI_OBJS[@]}" "${LIB_OBJS[@]}" &
 for t in "${TESTS[@]}"; do

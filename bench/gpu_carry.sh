@@ -11,5 +11,8 @@ rm -rf "$D" && mkdir -p "$D/include" "$D/lib"
 cp -r /usr/include/fmt /usr/include/gtest /usr/include/nlohmann /usr/include/CLI "$D/include/"
 cp /usr/include/pcre2.h "$D/include/"
 cp /usr/lib/x86_64-linux-gnu/libgtest.a /usr/lib/x86_64-linux-gnu/libpcre2-8.a "$D/lib/"
+# GoogleTest's sources too: gpu.sh compiles them with the GPU machine's own g++ (no ABI question).
+mkdir -p "$D/gtest-src"
+cp -r /usr/src/googletest/googletest/src "$D/gtest-src/"
 grep -qx '/.gpu/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.gpu/' >> "$ROOT/.git/info/exclude"
 du -sh "$D"
