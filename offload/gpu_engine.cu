@@ -102,7 +102,6 @@ struct GpuEngine::Impl {
   std::vector<cudaEvent_t> comp_t0, comp_t1;  // each block's compute in a pass (decode included)
   int n_streamed = 0;
   size_t fixed_bytes = 0;
-  size_t bytes_uploaded = 0;       // over the engine's life
   GpuEngine::Stats st_;
   size_t free_at_start = 0;
   std::atomic<bool> encode_overflow{false};
@@ -333,7 +332,6 @@ struct GpuEngine::Impl {
     }
     ZO_CUDA_CHECK(cudaEventRecord(up_t1[size_t(l)], up));
     ZO_CUDA_CHECK(cudaEventRecord(uploaded[k], up));
-    bytes_uploaded += bytes;
     st_.bytes_h2d += bytes;
   }
   const float* acquire(int l) {
@@ -454,7 +452,7 @@ GpuEngine::Plan GpuEngine::plan() const {
       per_pass += (I.m.block_end(l) - I.m.block_begin(l)) * wire_size(I.wire) +
                   (I.block_scale_n.empty() ? 0 : I.block_scale_n[size_t(l)] * sizeof(float));
   return Plan{I.m.cfg.n_layers - I.n_streamed, I.n_streamed, I.w.n * sizeof(float),
-              I.n_streamed ? I.ring[0].n + I.ring[1].n : 0, I.bytes_uploaded, I.fixed_bytes,
+              I.n_streamed ? I.ring[0].n + I.ring[1].n : 0, I.fixed_bytes,
               I.shadow.bytes + I.shadow_scales.bytes, per_pass, I.wire};
 }
 GpuEngine::Stats GpuEngine::stats() const {

@@ -32,7 +32,7 @@ class GpuEngine {
   GpuEngine(const Model& m, const GpuOptions& o);
   struct Plan {
     int resident_blocks, streamed_blocks;
-    size_t resident_bytes, ring_bytes, bytes_uploaded;
+    size_t resident_bytes, ring_bytes;
     size_t fixed_bytes;         // globals' perturbed copies, working copy, decode buffer, ring slots
     size_t shadow_bytes;        // pinned host memory of the wire shadow (0 for f32)
     size_t streamed_per_pass;   // bytes over PCIe per pass (weights in the wire dtype, plus fp8 scales)

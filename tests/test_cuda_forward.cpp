@@ -133,7 +133,7 @@ TEST_P(CudaForward, StreamedBlocksGiveTheResidentBits) {
   res.download(wr);
   str.download(ws);
   EXPECT_EQ(std::memcmp(wr.arena(), ws.arena(), wr.bytes()), 0);
-  EXPECT_EQ(str.plan().bytes_uploaded, size_t(steps) * blocks);
+  EXPECT_EQ(str.stats().bytes_h2d, size_t(steps) * blocks);
   // The CPU reference: the same updates with core/perturb.h on the host, bit for bit.
   Model cpu = load_model(dir);
   for (int t = 0; t < steps; t++) {
