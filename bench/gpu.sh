@@ -22,10 +22,23 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/results/gpu-$(date +%Y%m%d-%H%M%S)}
 ARCH=${ZO_CUDA_ARCH:-90}
 JOBS=${JOBS:-$(nproc)}
+MARCH=${ZO_GPU_MARCH:-native}     # x86-64-v3 for binaries built on one machine and run on another
 BUDGET_S=${ZO_GPU_BUDGET_S:-460}  # no benchmark starts after BUDGET_S - 100 s; each has 120 s at most
 mkdir -p "$OUT"
 B=$(mktemp -d)
 mkdir -p "$B/obj" "$B/logs" "$B/bin"
+# The tests find their data and the zo binary through two fixed paths, linked below, so that a binary
+# built on one machine (ZO_GPU_BUILD_ONLY) runs from another checkout.
+DATA_LINK=/tmp/zo_gpu_root BIN_LINK=/tmp/zo_gpu_bin
+ln -sfn "$ROOT" "$DATA_LINK"
+# Everything under $OUT is bundled into logs.tgz at exit, except the short files read first (the
+# device tool brings back at most 8 files).
+bundle() {
+  [[ -n "${ZO_GPU_BUILD_ONLY:-}" ]] && return
+  (cd "$OUT" && ls | grep -vxE 'table.md|log.txt|bench.jsonl|machine.txt|probe.json|logs.tgz' > "$B.list" &&
+     [[ -s "$B.list" ]] && tar czf logs.tgz -T "$B.list" && xargs rm -f < "$B.list"; rm -f "$B.list")
+}
+trap 'bundle; rm -rf "$B"' EXIT
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
 step() { echo "== [$(elapsed) s] $*" | tee -a "$OUT/log.txt"; }
@@ -40,8 +53,8 @@ GTEST_SRC="$ROOT/.gpu/gtest-src"
 PCRE=()
 if [[ -f "$ROOT/.gpu/lib/libpcre2-8.a" ]]; then PCRE+=("$ROOT/.gpu/lib/libpcre2-8.a"); else PCRE+=(-lpcre2-8); fi
 GTEST=()
-DEFS=(-DFMT_HEADER_ONLY -DPCRE2_CODE_UNIT_WIDTH=8 -DPCRE2_STATIC -DZO_TEST_DATA="\"$ROOT/tests/data\"" -DZO_BINARY_DIR="\"$B\"")
-CXXF=(-O3 -std=c++20 -march=native -fopenmp -ffp-contract=off -fno-math-errno "${DEFS[@]}" "${INC[@]}")
+DEFS=(-DFMT_HEADER_ONLY -DPCRE2_CODE_UNIT_WIDTH=8 -DPCRE2_STATIC -DZO_TEST_DATA="\"$DATA_LINK/tests/data\"" -DZO_BINARY_DIR="\"$BIN_LINK\"")
+CXXF=(-O3 -std=c++20 -march=$MARCH -fopenmp -ffp-contract=off -fno-math-errno "${DEFS[@]}" "${INC[@]}")
 NVF=(-O3 -std=c++17 -arch=sm_$ARCH --fmad=false --prec-div=true --prec-sqrt=true --extended-lambda "${DEFS[@]}" "${INC[@]}")
 {
   echo "date: $(date -Iseconds)"
@@ -54,6 +67,15 @@ NVF=(-O3 -std=c++17 -arch=sm_$ARCH --fmad=false --prec-div=true --prec-sqrt=true
 } > "$OUT/machine.txt" 2>&1
 
 TESTS=(test_cuda_perturb test_cuda_ops test_cuda_forward test_cuda_train)
+export LD_LIBRARY_PATH="$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Binaries carried in .gpu/bin (bash bench/gpu_carry.sh --build) are used when they all start here;
+# else everything is built here.
+if [[ -z "${ZO_GPU_PREBUILT:-}" && -x "$ROOT/.gpu/bin/zo" ]]; then
+  ok=1
+  "$ROOT/.gpu/bin/zo" --version > /dev/null 2>> "$OUT/log.txt" || ok=0
+  for t in "${TESTS[@]}"; do "$ROOT/.gpu/bin/$t" --gtest_list_tests > /dev/null 2>> "$OUT/log.txt" || ok=0; done
+  if (( ok )); then ZO_GPU_PREBUILT="$ROOT/.gpu/bin"; else step "carried binaries do not start here: building"; fi
+fi
 if [[ -n "${ZO_GPU_PREBUILT:-}" ]]; then
   # Binaries built elsewhere (a CMake build's bin/ folder): zo, the test_cuda_* tests, gpu_probe.
   mkdir -p "$B/bin"
@@ -122,13 +144,20 @@ wait
 build_ok=ok
 [[ -f "$B/failed" ]] && build_ok="FAILED: $(tr '\n' ' ' < "$B/failed")"
 step "build: $build_ok"
+if [[ -n "${ZO_GPU_BUILD_ONLY:-}" ]]; then
+  mkdir -p "$ZO_GPU_BUILD_ONLY"
+  for f in "$B/bin/zo" "${TESTS[@]/#/$B/}" "$B/gpu_probe"; do [[ -x "$f" ]] && strip -o "$ZO_GPU_BUILD_ONLY/$(basename "$f")" "$f"; done
+  du -sh "$ZO_GPU_BUILD_ONLY"
+  [[ "$build_ok" == ok ]] && exit 0 || exit 1
 fi
+fi
+ln -sfn "$B" "$BIN_LINK"
 
 step "tests"
 tests=""
 for t in "${TESTS[@]}"; do
   if [[ -x "$B/$t" ]]; then
-    timeout 240 "$B/$t" > "$OUT/$t.txt" 2>&1
+    timeout $(( BUDGET_S / 4 )) "$B/$t" > "$OUT/$t.txt" 2>&1 || echo "$t: exit $?" >> "$OUT/log.txt"
     tests+="$t: $(grep -E "^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test" "$OUT/$t.txt" | sed 's/, listed below://; s/ listed below://' | tr '\n' ' ') "
     grep -E "^\[  FAILED  \]" "$OUT/$t.txt" | head -20 >> "$OUT/log.txt"
   else
@@ -140,7 +169,7 @@ echo "$tests" | tee -a "$OUT/log.txt"
 # compute-sanitizer's memcheck over the engine on two tiny models (out-of-bounds and misaligned
 # accesses, API errors), where the image has it.
 memcheck="not run"
-if command -v compute-sanitizer > /dev/null && [[ -x "$B/test_cuda_forward" ]]; then
+if command -v compute-sanitizer > /dev/null && [[ -x "$B/test_cuda_forward" ]] && (( $(elapsed) < BUDGET_S / 2 )); then
   step "memcheck"
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 "$B/test_cuda_forward" \
     --gtest_filter='*opt_pre_ln*:*llama_gqa*' > "$OUT/memcheck.txt" 2>&1

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
+# usage: bench/gpu_carry.sh [--build]
 # Prepares .gpu/ (ignored by git) with what bench/gpu.sh needs on a device machine that has nvcc,
 # g++ and CMake but not zo's Debian packages and no network: the fmt, nlohmann-json, CLI11,
 # GoogleTest and PCRE2 headers, and GoogleTest's and PCRE2's static libraries. Then call the device
 # tool with carry [".gpu"] and
 #   command: OUT=$OUT bash bench/gpu.sh
+# With --build it also builds the binaries here into .gpu/bin (portable x86-64-v3, stripped), so the
+# device machine's minutes go to tests and benchmarks; gpu.sh uses them when they start there, and
+# builds there otherwise.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 D="$ROOT/.gpu"
@@ -15,4 +19,7 @@ cp /usr/lib/x86_64-linux-gnu/libgtest.a /usr/lib/x86_64-linux-gnu/libpcre2-8.a "
 mkdir -p "$D/gtest-src"
 cp -r /usr/src/googletest/googletest/src "$D/gtest-src/"
 grep -qx '/.gpu/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.gpu/' >> "$ROOT/.git/info/exclude"
+if [[ "${1:-}" == --build ]]; then
+  ZO_GPU_BUILD_ONLY="$D/bin" ZO_GPU_MARCH=x86-64-v3 OUT="$D/build-logs" bash "$ROOT/bench/gpu.sh"
+fi
 du -sh "$D"
