@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/cuda/check.h"
+#include "core/cuda/ops.h"
 #include "core/cuda/perturb.h"
 
 namespace {
@@ -70,13 +71,60 @@ int main() {
                               zo::Dist::Gaussian, nullptr);
     });
     auto gbs = [&](float ms, double mult) { return mult * double(bytes) / (double(ms) * 1e6); };
+    // One OPT-13B block for one version (16 sequences of 128 tokens, tf32 GEMMs), op by op: where a
+    // resident step's time goes (a step runs this twice per block, plus the update's z).
+    const int M = 2048, C = 5120, F = 20480, H = 40, D = 128, T = 128;
+    auto dalloc = [](size_t n) {
+      float* p = nullptr;
+      ZO_CUDA_CHECK(cudaMalloc(&p, n * sizeof(float)));
+      zo::cuda::fill_z(p, 99, n, 0, n, zo::Dist::Gaussian, nullptr);  // never time zeros
+      return p;
+    };
+    const size_t nw = size_t(3 * C) * C + size_t(C) * C + 2 * size_t(F) * C;
+    float *wts = dalloc(nw), *wv = dalloc(nw), *bias = dalloc(size_t(F)), *x = dalloc(size_t(M) * C),
+          *hbuf = dalloc(size_t(M) * C), *qkv = dalloc(size_t(M) * 3 * C), *att = dalloc(size_t(M) * C),
+          *ffn = dalloc(size_t(M) * F);
+    void* blas = zo::cuda::cublas_create(nullptr);
+    const auto tf32 = zo::cuda::GemmMode::TF32;
+    float* Wqkv = wts;
+    float* Wo = Wqkv + size_t(3 * C) * C;
+    float* W1 = Wo + size_t(C) * C;
+    float* W2 = W1 + size_t(F) * C;
+    const float t_perturb = best_ms(3, [&] { zo::cuda::perturb_range(wv, wts, 1e-3f, 7, 3, 0, nw, zo::Dist::Gaussian, nullptr); });
+    const float t_qkv = best_ms(3, [&] { zo::cuda::linear(blas, qkv, hbuf, Wqkv, bias, M, 3 * C, C, false, tf32, nullptr); });
+    const float t_o = best_ms(3, [&] { zo::cuda::linear(blas, x, att, Wo, bias, M, C, C, true, tf32, nullptr); });
+    const float t_fc1 = best_ms(3, [&] { zo::cuda::linear(blas, ffn, hbuf, W1, bias, M, F, C, false, tf32, nullptr); });
+    const float t_fc2 = best_ms(3, [&] { zo::cuda::linear(blas, x, ffn, W2, bias, M, C, F, true, tf32, nullptr); });
+    std::vector<zo::AttnArgs> args;
+    for (int s0 = 0; s0 < M / T; s0++)
+      args.push_back(zo::AttnArgs{att + size_t(s0) * T * C, C, qkv + size_t(s0) * T * 3 * C, 3 * C,
+                                  qkv + size_t(s0) * T * 3 * C + C, 3 * C, qkv + size_t(s0) * T * 3 * C + 2 * C, 3 * C,
+                                  T, T, 0, H, H, D, 0.0883883476f});
+    zo::AttnArgs* dargs = nullptr;
+    ZO_CUDA_CHECK(cudaMalloc(&dargs, sizeof(zo::AttnArgs) * args.size()));
+    const float t_att = best_ms(3, [&] { zo::cuda::attention(args.data(), int(args.size()), dargs, nullptr); });
+    const float t_ln = best_ms(3, [&] { zo::cuda::layernorm(hbuf, x, bias, bias, M, C, 1e-5f, nullptr); });
+    const float t_relu = best_ms(3, [&] { zo::cuda::relu_inplace(ffn, size_t(M) * F, nullptr); });
+    const double gemm_flop = 2.0 * M * double(nw);
+    const float t_gemms = t_qkv + t_o + t_fc1 + t_fc2;
+    const float t_block = t_perturb + t_gemms + t_att + 2 * t_ln + t_relu;
+    std::fprintf(stderr,
+                 "OPT-13B block, one version, ms: perturb %.3f | GEMMs %.3f (qkv %.3f, o %.3f, fc1 %.3f, fc2 %.3f; %.0f "
+                 "TFLOP/s) | attention %.3f | layernorm %.3f x2 | relu %.3f | sum %.3f -> x80 + update z: %.3f s/step\n",
+                 t_perturb, t_gemms, t_qkv, t_o, t_fc1, t_fc2, gemm_flop / (double(t_gemms) * 1e9), t_att, t_ln, t_relu,
+                 t_block, (80.0 * t_block + 40.0 * t_perturb) / 1e3);
+    zo::cuda::cublas_destroy(blas);
+    for (float* p : {wts, wv, bias, x, hbuf, qkv, att, ffn}) cudaFree(p);
+    cudaFree(dargs);
     std::printf(
         "{\"device\": \"%s\", \"sm\": %d%d, \"multiprocessors\": %d, \"memory_gib\": %.1f, "
         "\"h2d_pinned_gb_s\": %.2f, \"d2h_pinned_gb_s\": %.2f, \"h2d_pageable_gb_s\": %.2f, "
-        "\"d2d_gb_s_read_plus_write\": %.1f, \"fill_z_gvalues_s\": %.2f, \"perturb_gvalues_s\": %.2f}\n",
+        "\"d2d_gb_s_read_plus_write\": %.1f, \"fill_z_gvalues_s\": %.2f, \"perturb_gvalues_s\": %.2f, "
+        "\"opt13b_block_ms\": {\"perturb\": %.3f, \"gemm_qkv\": %.3f, \"gemm_o\": %.3f, \"gemm_fc1\": %.3f, "
+        "\"gemm_fc2\": %.3f, \"attention\": %.3f, \"layernorm\": %.3f, \"relu\": %.3f}}\n",
         prop.name, prop.major, prop.minor, prop.multiProcessorCount, double(prop.totalGlobalMem) / (1 << 30),
         gbs(h2d_pinned, 1), gbs(d2h_pinned, 1), gbs(h2d_pageable, 1), gbs(d2d, 2), double(n) / (fill * 1e6),
-        double(n) / (pert * 1e6));
+        double(n) / (pert * 1e6), t_perturb, t_qkv, t_o, t_fc1, t_fc2, t_att, t_ln, t_relu);
     cudaFreeHost(pinned);
     cudaFree(dev);
     cudaFree(dev2);

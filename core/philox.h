@@ -146,8 +146,10 @@ ZO_HD void sincos_2pi(float u, float* s_out, float* c_out) {
 
 // Two standard normals from two Philox words (Box-Muller).
 ZO_HD void box_muller(uint32_t wa, uint32_t wb, float* z0, float* z1) {
-  float u1 = float((wa >> 8) + 1u) * 5.9604644775390625e-08f;  // 2^-24, exact
-  float u2 = float(wb >> 8) * 5.9604644775390625e-08f;
+  // Converted as signed ints (exact below 2^24): x86 without AVX-512 has no vector unsigned
+  // conversion. (The CPU build also needs -fno-trapping-math there: see core/CMakeLists.txt.)
+  float u1 = float(int32_t((wa >> 8) + 1u)) * 5.9604644775390625e-08f;  // 2^-24, exact
+  float u2 = float(int32_t(wb >> 8)) * 5.9604644775390625e-08f;
   float r = sqrt_f(-2.0f * log_unit(u1));
   float sn, cs;
   sincos_2pi(u2, &sn, &cs);

@@ -137,7 +137,7 @@ TEST(CudaOps, NormsActivationsRopeEmbeddings) {
 
 TEST(CudaOps, CausalAttentionWithGqaAndAPrefix) {
   REQUIRE_GPU();
-  for (int D : {64, 128}) {
+  for (int D : {64, 128, 96, 33}) {  // 96 and 33: a partial last lane group, an odd row stride
     const int H = 8, Hkv = 2, Q = H * D, KV = Hkv * D;
     struct S {
       int n_q, n_kv;

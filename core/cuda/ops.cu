@@ -117,51 +117,86 @@ __global__ void embed_kernel(float* out, const float* table, const int32_t* ids,
 // One warp per (sequence, head, query row). The scaled query sits in shared memory; lanes take
 // keys 32 at a time; the running max, the denominator and D/32 output values per lane stay in
 // registers (online softmax): no score row is ever stored.
+// Causal attention, flash-style: a block of kWarps warps takes kRowsPerWarp query rows per warp of
+// one (sequence, head); key and value tiles of 32 rows are staged in shared memory (coalesced loads,
+// the key tile padded to an odd row stride so that 32 lanes reading 32 keys hit 32 banks), each lane
+// scores one key of the tile, and an online softmax folds the tile into the row's accumulators.
+constexpr int kAttWarps = 4, kRowsPerWarp = 4, kAttRows = kAttWarps * kRowsPerWarp, kKeyTile = 32;
+__host__ __device__ constexpr int padded_stride(int D) { return (D % 2 == 0) ? D + 1 : D; }
+
 template <int DL>  // ceil(head_dim / 32)
 __global__ void attention_kernel(const AttnArgs* seqs) {
-  extern __shared__ float qs_all[];
+  extern __shared__ float smem[];
   const AttnArgs a = seqs[blockIdx.y];
-  const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
-  const int i = int(blockIdx.x) * int(blockDim.x >> 5) + warp;  // query row
-  const int h = int(blockIdx.z);
-  if (i >= a.n_q || h >= a.n_heads) return;  // whole warps leave together
-  const int D = a.head_dim;
+  const int h = int(blockIdx.z), i0 = int(blockIdx.x) * kAttRows;
+  if (i0 >= a.n_q || h >= a.n_heads) return;  // the whole block leaves together
+  const int D = a.head_dim, Dp = padded_stride(D);
   const int g = h / (a.n_heads / a.n_kv_heads);
-  float* qs = qs_all + warp * 32 * DL;
-  const float* q = a.q + size_t(i) * a.ldq + size_t(h) * D;
-  for (int k = 0; k < DL; k++)
-    if (lane + 32 * k < D) qs[lane + 32 * k] = q[lane + 32 * k] * a.scale;
-  __syncwarp();
-  const float neg_inf = __int_as_float(0xff800000);
-  float m = neg_inf, l = 0.0f, acc[DL];
-  for (int k = 0; k < DL; k++) acc[k] = 0.0f;
-  const int nk = min(a.n_kv, a.q_off + i + 1);
-  for (int j0 = 0; j0 < nk; j0 += 32) {
-    const int j = j0 + lane;
-    float s = neg_inf;
-    if (j < nk) {
-      const float* kr = a.k + size_t(j) * a.ldk + size_t(g) * D;
-      float dot = 0.0f;
-      for (int d = 0; d < D; d++) dot += qs[d] * kr[d];
-      s = dot;
-    }
-    const float mnew = fmaxf(m, warp_max(s));
-    const float corr = expf(m - mnew);
-    const float p = j < nk ? expf(s - mnew) : 0.0f;
-    l = l * corr + warp_sum(p);
-    for (int k = 0; k < DL; k++) acc[k] *= corr;
-    const int cnt = min(32, nk - j0);
-    for (int t = 0; t < cnt; t++) {
-      const float pt = __shfl_sync(0xffffffffu, p, t);
-      const float* vr = a.v + size_t(j0 + t) * a.ldv + size_t(g) * D;
-      for (int k = 0; k < DL; k++)
-        if (lane + 32 * k < D) acc[k] += pt * vr[lane + 32 * k];
-    }
-    m = mnew;
+  const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
+  float* ks = smem;                     // [kKeyTile][Dp]
+  float* vs = ks + kKeyTile * Dp;       // [kKeyTile][D]
+  float* qs = vs + kKeyTile * D;        // [kAttRows][D], scaled
+  const int rows = min(kAttRows, a.n_q - i0);
+  for (int idx = int(threadIdx.x); idx < rows * D; idx += int(blockDim.x)) {
+    const int r = idx / D, d = idx - r * D;
+    qs[r * D + d] = a.q[size_t(i0 + r) * a.ldq + size_t(h) * D + d] * a.scale;
   }
-  float* o = a.out + size_t(i) * a.ldo + size_t(h) * D;
-  for (int k = 0; k < DL; k++)
-    if (lane + 32 * k < D) o[lane + 32 * k] = acc[k] / l;
+  const float neg_inf = __int_as_float(0xff800000);
+  float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][DL];
+  int nk[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; r++) {
+    const int i = i0 + warp * kRowsPerWarp + r;
+    nk[r] = i < a.n_q ? min(a.n_kv, a.q_off + i + 1) : 0;
+    m[r] = neg_inf;
+    l[r] = 0.0f;
+    _Pragma("unroll") for (int k = 0; k < DL; k++) acc[r][k] = 0.0f;
+  }
+  const int nk_block = min(a.n_kv, a.q_off + i0 + rows);  // the keys the block's last row sees
+  for (int j0 = 0; j0 < nk_block; j0 += kKeyTile) {
+    __syncthreads();  // the previous tile is consumed (and, the first time, qs is written)
+    const int tk = min(kKeyTile, nk_block - j0);
+    for (int idx = int(threadIdx.x); idx < tk * D; idx += int(blockDim.x)) {
+      const int t = idx / D, d = idx - t * D;
+      ks[t * Dp + d] = a.k[size_t(j0 + t) * a.ldk + size_t(g) * D + d];
+      vs[t * D + d] = a.v[size_t(j0 + t) * a.ldv + size_t(g) * D + d];
+    }
+    __syncthreads();
+  #pragma unroll
+  for (int r = 0; r < kRowsPerWarp; r++) {
+      if (j0 >= nk[r]) continue;  // uniform across the warp
+      const float* q = qs + (warp * kRowsPerWarp + r) * D;
+      const int j = j0 + lane;
+      float s = neg_inf;
+      if (j < nk[r]) {
+        const float* kr = ks + lane * Dp;
+        float dot = 0.0f;
+        for (int d = 0; d < D; d++) dot += q[d] * kr[d];
+        s = dot;
+      }
+      const float mnew = fmaxf(m[r], warp_max(s));
+      const float corr = expf(m[r] - mnew);
+      const float p = j < nk[r] ? expf(s - mnew) : 0.0f;
+      l[r] = l[r] * corr + warp_sum(p);
+      _Pragma("unroll") for (int k = 0; k < DL; k++) acc[r][k] *= corr;
+      const int cnt = min(kKeyTile, nk[r] - j0);
+      for (int t = 0; t < cnt; t++) {
+        const float pt = __shfl_sync(0xffffffffu, p, t);
+        const float* vr = vs + t * D;
+        _Pragma("unroll") for (int k = 0; k < DL; k++)
+          if (lane + 32 * k < D) acc[r][k] += pt * vr[lane + 32 * k];
+      }
+      m[r] = mnew;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; r++) {
+    const int i = i0 + warp * kRowsPerWarp + r;
+    if (i >= a.n_q) break;
+    float* o = a.out + size_t(i) * a.ldo + size_t(h) * D;
+    _Pragma("unroll") for (int k = 0; k < DL; k++)
+      if (lane + 32 * k < D) o[lane + 32 * k] = acc[r][k] / l[r];
+  }
 }
 
 // y[m, :] = b (or y[m, :] += b): the bias seeds the GEMM's accumulator.
@@ -275,16 +310,17 @@ void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev, void* stream) {
   }
   ZO_CHECK(D >= 1 && D <= 128, "cuda::attention: head_dim {} (up to 128 is implemented)", D);
   ZO_CUDA_CHECK(cudaMemcpyAsync(dev, seqs, sizeof(AttnArgs) * size_t(n_seqs), cudaMemcpyHostToDevice, st));
-  const int warps = 4;
-  dim3 grid(unsigned((max_nq + warps - 1) / warps), unsigned(n_seqs), unsigned(heads));
+  dim3 grid(unsigned((max_nq + kAttRows - 1) / kAttRows), unsigned(n_seqs), unsigned(heads));
   const int DL = (D + 31) / 32;
-  const size_t shmem = sizeof(float) * size_t(warps) * 32 * size_t(DL == 3 ? 4 : DL);
+  const size_t shmem = sizeof(float) * size_t(kKeyTile * padded_stride(D) + kKeyTile * D + kAttRows * D);
   if (DL == 1)
-    attention_kernel<1><<<grid, 32 * warps, shmem, st>>>(dev);
+    attention_kernel<1><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
   else if (DL == 2)
-    attention_kernel<2><<<grid, 32 * warps, shmem, st>>>(dev);
+    attention_kernel<2><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
+  else if (DL == 3)
+    attention_kernel<3><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
   else
-    attention_kernel<4><<<grid, 32 * warps, shmem, st>>>(dev);
+    attention_kernel<4><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
   check_launch("attention");
 }
 

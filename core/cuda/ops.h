@@ -30,7 +30,8 @@ void rope_apply(float* x, int M, int ld, int n_heads, int head_dim, const int32_
 void embed_rows(float* out, const float* table, const int32_t* ids, int N, int C, void* stream);
 // Causal attention for a batch of sequences; `seqs` is a HOST array whose pointers are device
 // pointers, copied into `dev_args` (device memory for n_seqs AttnArgs, owned by the caller so that
-// nothing is allocated per call). One warp per query row with an online softmax: no score matrix.
+// nothing is allocated per call). Key/value tiles staged in shared memory, one warp per query row at a
+// time, an online softmax: no score matrix.
 void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev_args, void* stream);
 // lse[r] = logsumexp(logits[r, :V]) accumulated in f64 (as the CPU).
 void logsumexp_rows(double* lse, const float* logits, int M, int V, void* stream);
