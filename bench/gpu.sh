@@ -216,29 +216,34 @@ step "bench: resident vs offloaded training on OPT shapes"
 # name | shape | extra flags. Budgets (GiB, 1 GiB of it reserved for activations): 1.3B under 3G keeps
 # 3 of 24 blocks resident, 6.7B under 6G 1 of 32, 13B under 8G 1 of 40 (the issue's target: a
 # 13B-shaped model trains within 8 GB of device memory).
+# --gpu-mem 6500M: the engine's budget (6.35 GiB) plus the CUDA context stays under 8 GB (7.45 GiB)
+# of device memory in all, the issue's 13B target.
 RUNS=(  # name | shape | timed steps | flags
   "opt-1.3b resident|opt-1.3b|3|"
   "opt-1.3b offload bf16|opt-1.3b|3|--gpu-mem 3G --wire-dtype bf16"
-  "opt-13b offload bf16 8G|opt-13b|2|--gpu-mem 8G --wire-dtype bf16"
+  "opt-13b offload bf16 6500M|opt-13b|2|--gpu-mem 6500M --wire-dtype bf16"
   "opt-13b resident|opt-13b|3|"
   "opt-6.7b resident|opt-6.7b|3|"
   "opt-6.7b offload bf16|opt-6.7b|2|--gpu-mem 6G --wire-dtype bf16"
   "opt-1.3b offload f32|opt-1.3b|3|--gpu-mem 3G --wire-dtype f32"
   "opt-1.3b offload fp8|opt-1.3b|3|--gpu-mem 3G --wire-dtype fp8"
-  "opt-13b offload fp8 8G|opt-13b|2|--gpu-mem 8G --wire-dtype fp8"
+  "opt-13b offload fp8 6500M|opt-13b|2|--gpu-mem 6500M --wire-dtype fp8"
 )
+# ZO_GPU_QUICK=1: the runs that carry the targets only (a short lease).
+[[ -n "${ZO_GPU_QUICK:-}" ]] && RUNS=("${RUNS[0]}" "${RUNS[3]}" "${RUNS[2]}" "${RUNS[4]}" "${RUNS[1]}" "${RUNS[5]}")
+BENCH_TIMEOUT=${ZO_GPU_BENCH_TIMEOUT:-120}
 : > "$OUT/bench.jsonl"
 if [[ -x "$B/bin/zo" ]]; then
   for r in "${RUNS[@]}"; do
     IFS='|' read -r name shape steps extra <<< "$r"
-    if (( $(elapsed) + 100 > BUDGET_S )); then
+    if (( $(elapsed) + 100 > BUDGET_S )); then  # (with the default timeout: at most BUDGET_S + 20 s)
       echo "{\"name\": \"$name\", \"skipped\": \"time budget\"}" >> "$OUT/bench.jsonl"
       continue
     fi
     step "bench $name"
     # shellcheck disable=SC2086
     err="$OUT/bench_$(echo "$name" | tr ' ' '_').err"
-    line=$(timeout 120 "$B/bin/zo" bench train --shape "$shape" --seq-len 128 --batch 16 --steps "$steps" --warmup 1 \
+    line=$(timeout "$BENCH_TIMEOUT" "$B/bin/zo" bench train --shape "$shape" --seq-len 128 --batch 16 --steps "$steps" --warmup 1 \
            --device cuda --gemm tf32 $extra --json 2> "$err" | tail -1)
     rc=$?
     if [[ "$line" == \{* ]]; then

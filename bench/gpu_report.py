@@ -7,7 +7,8 @@ Per run: seconds per step, tokens/s, bytes over PCIe per step and the rates (ach
 and pinned host-to-device measured in the same process), and for an offloaded run the bound
 max(resident step time of the same shape, bytes / measured rate) and its step time over that bound
 (the issue's target: <= 1.10). GEMM: the step's GEMM FLOPs over its time against cuBLAS's rate on
-the model's largest GEMM in the same run. Memory: the engine's peak and the whole device's.
+the model's largest GEMM in the same run, for the whole step and for the GEMM calls alone (CUDA events
+around each). Memory: the engine's peak and the whole device's.
 """
 import json
 import os
@@ -38,7 +39,7 @@ def main():
     resident = {r["shape"]: r["seconds_per_step"] for r in runs
                 if "seconds_per_step" in r and r.get("device", {}).get("plan", {}).get("streamed_blocks", 1) == 0}
     hdr = ["run", "blocks res/str", "s/step", "tokens/s", "H2D GB/step", "GB/s achieved", "GB/s pinned",
-           "bound s", "step/bound", "compute/step", "host upd s", "GEMM TFLOP/s", "% cuBLAS", "dev peak GiB", "dev used GiB",
+           "bound s", "step/bound", "compute/step", "host upd s", "GEMM TFLOP/s", "% cuBLAS", "in-GEMM % cuBLAS", "dev peak GiB", "dev used GiB",
            "host RSS GiB"]
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
@@ -61,7 +62,8 @@ def main():
               f"{r.get('tokens_per_second', 0):.0f} | {gb:.2f} | {ln.get('h2d_achieved_gb_s', 0):.1f} | "
               f"{ln.get('h2d_pinned_measured_gb_s', 0):.1f} | {bound} | {ratio} | {d.get('overlap', 0):.2f} | "
               f"{d.get('host_update_seconds_per_step', 0):.3f} | {gm.get('step_tflops', 0):.1f} | "
-              f"{100 * gm.get('fraction_of_cublas', 0):.0f} | {st.get('device_peak_bytes', 0) / 2**30:.2f} | "
+              f"{100 * gm.get('fraction_of_cublas', 0):.0f} | {100 * gm.get('in_gemm_fraction_of_cublas', 0):.0f} | "
+              f"{st.get('device_peak_bytes', 0) / 2**30:.2f} | "
               f"{st.get('device_used_peak_bytes', 0) / 2**30:.2f} | {r.get('peak_rss_bytes', 0) / 2**30:.1f} |")
 
 

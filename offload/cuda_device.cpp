@@ -60,7 +60,9 @@ class CudaDevice final : public StepDevice {
             {"host_update_seconds", s.host_update_seconds},
             {"host_wait_seconds", s.host_wait_seconds},
             {"device_peak_bytes", s.device_peak_bytes},
-            {"device_used_peak_bytes", s.device_used_peak_bytes}};
+            {"device_used_peak_bytes", s.device_used_peak_bytes},
+            {"gemm_seconds", s.gemm_seconds},
+            {"gemm_flop", s.gemm_flop}};
   }
   nlohmann::json plan() const override {
     const GpuEngine::Plan p = e_.plan();

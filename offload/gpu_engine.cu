@@ -100,6 +100,8 @@ struct GpuEngine::Impl {
   cudaEvent_t uploaded[2] = {}, released[2] = {};
   std::vector<cudaEvent_t> up_t0, up_t1;  // timing of each streamed block's upload in a pass
   std::vector<cudaEvent_t> comp_t0, comp_t1;  // each block's compute in a pass (decode included)
+  std::vector<cudaEvent_t> gemm_ev;  // a pair around each GEMM of a pass (made in the first pass, reused)
+  size_t gemm_used = 0;
   int n_streamed = 0;
   size_t fixed_bytes = 0;
   GpuEngine::Stats st_;
@@ -271,6 +273,7 @@ struct GpuEngine::Impl {
     for (auto e : up_t1) cudaEventDestroy(e);
     for (auto e : comp_t0) cudaEventDestroy(e);
     for (auto e : comp_t1) cudaEventDestroy(e);
+    for (auto e : gemm_ev) cudaEventDestroy(e);
     if (up) cudaStreamDestroy(up);
     if (blas) cuda::cublas_destroy(blas);
     if (st) cudaStreamDestroy(st);
@@ -281,7 +284,16 @@ struct GpuEngine::Impl {
     return p ? pdev[size_t(p - m.params.data())] : nullptr;
   }
   void linear(float* y, const float* xin, const float* W, const float* b, int M, int N, int K, bool acc = false) {
+    while (gemm_used + 2 > gemm_ev.size()) {  // the first pass of a shape only
+      cudaEvent_t e = nullptr;
+      ZO_CUDA_CHECK(cudaEventCreate(&e));
+      gemm_ev.push_back(e);
+    }
+    ZO_CUDA_CHECK(cudaEventRecord(gemm_ev[gemm_used], st));
     cuda::linear(blas, y, xin, W, b, M, N, K, acc, mode, st);
+    ZO_CUDA_CHECK(cudaEventRecord(gemm_ev[gemm_used + 1], st));
+    gemm_used += 2;
+    st_.gemm_flop += 2.0 * double(M) * double(N) * double(K);
   }
 
   // Global weights of the version being run: the masters, or perturbed copies (gver).
@@ -369,6 +381,12 @@ struct GpuEngine::Impl {
       ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, comp_t0[size_t(l)], comp_t1[size_t(l)]));
       st_.block_compute_seconds += ms * 1e-3;
     }
+    for (size_t k = 0; k + 1 < gemm_used; k += 2) {
+      float ms = 0;
+      ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, gemm_ev[k], gemm_ev[k + 1]));
+      st_.gemm_seconds += ms * 1e-3;
+    }
+    gemm_used = 0;
     size_t fr = 0, tot = 0;
     ZO_CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
     if (free_at_start > fr) st_.device_peak_bytes = std::max(st_.device_peak_bytes, free_at_start - fr);
@@ -570,6 +588,7 @@ std::vector<double> GpuEngine::target_logprobs(const Batch& b, const std::vector
   Impl& I = *p_;
   auto t0 = Clock::now();
   for (auto& g : I.gsrc) g = nullptr;  // the masters (a failed version pass may have left its copies)
+  I.gemm_used = 0;                      // (and its GEMM events unread)
   I.prepare(b, rows.size());
   I.embed(b);
   I.issue_upload(0);
@@ -594,6 +613,7 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
   for (size_t k = 0; k < S; k++)
     ZO_CHECK(dir[k] < int(seeds.size()), "version_logprobs: direction {} of {} seeds", dir[k], seeds.size());
   auto t_pass = Clock::now();
+  I.gemm_used = 0;
   I.prepare(b, rows.size());
   const size_t N = size_t(b.n_tokens()), wide = size_t(std::max(c.hidden, c.embed_dim));
   auto& xs = I.xs;

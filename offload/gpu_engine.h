@@ -50,6 +50,8 @@ class GpuEngine {
     double host_wait_seconds = 0;    // uploads held back waiting for a block's host update
     size_t device_peak_bytes = 0;    // peak device memory taken since the engine began (cudaMemGetInfo)
     size_t device_used_peak_bytes = 0;  // peak of the whole device's memory in use (context included)
+    double gemm_seconds = 0;  // the compute stream inside cuBLAS calls (bias seeding included; CUDA events)
+    double gemm_flop = 0;     // 2 M N K summed over those calls
   };
   Stats stats() const;
   void reset_stats();

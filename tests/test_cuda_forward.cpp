@@ -134,6 +134,16 @@ TEST_P(CudaForward, StreamedBlocksGiveTheResidentBits) {
   str.download(ws);
   EXPECT_EQ(std::memcmp(wr.arena(), ws.arena(), wr.bytes()), 0);
   EXPECT_EQ(str.stats().bytes_h2d, size_t(steps) * blocks);
+  // The GEMM counters (zo bench train's in-GEMM rate): each pass's two versions run every 2-D block
+  // weight over the batch's tokens and the head over the 5 distinct rows.
+  if (!ms.cfg.has_projection()) {
+    double block_w = 0;
+    for (const Param& p : ms.params)
+      if (p.block >= 0 && p.shape.size() == 2) block_w += double(p.numel);
+    const double per_version = 2.0 * b.n_tokens() * block_w + 2.0 * 5 * ms.cfg.vocab_size * ms.cfg.embed_dim;
+    EXPECT_DOUBLE_EQ(str.stats().gemm_flop, steps * 2 * per_version);
+    EXPECT_GT(str.stats().gemm_seconds, 0.0);
+  }
   // The CPU reference: the same updates with core/perturb.h on the host, bit for bit.
   Model cpu = load_model(dir);
   for (int t = 0; t < steps; t++) {

@@ -114,32 +114,35 @@ __global__ void embed_kernel(float* out, const float* table, const int32_t* ids,
   for (int c = threadIdx.x; c < C; c += blockDim.x) dst[c] = src[c];
 }
 
-// One warp per (sequence, head, query row). The scaled query sits in shared memory; lanes take
-// keys 32 at a time; the running max, the denominator and D/32 output values per lane stay in
-// registers (online softmax): no score row is ever stored.
-// Causal attention, flash-style: a block of kWarps warps takes kRowsPerWarp query rows per warp of
-// one (sequence, head); key and value tiles of 32 rows are staged in shared memory (coalesced loads,
-// the key tile padded to an odd row stride so that 32 lanes reading 32 keys hit 32 banks), each lane
-// scores one key of the tile, and an online softmax folds the tile into the row's accumulators.
+// Causal attention, flash-style: a block of kAttWarps warps takes kRowsPerWarp query rows per warp
+// of one (sequence, head). Key and value tiles of 32 rows are staged in shared memory (coalesced
+// loads); each lane scores one key of the tile against the warp's rows together, reading the key in
+// 16-byte pieces once for all of them (the key rows' stride is an odd number of 16-byte units, so a
+// quarter-warp's 16-byte reads hit distinct banks; the queries are broadcast reads), and an online
+// softmax folds the tile into each row's accumulators. Pads past head_dim are zero on both sides.
 constexpr int kAttWarps = 4, kRowsPerWarp = 4, kAttRows = kAttWarps * kRowsPerWarp, kKeyTile = 32;
-__host__ __device__ constexpr int padded_stride(int D) { return (D % 2 == 0) ? D + 1 : D; }
+__host__ __device__ constexpr int round4(int D) { return (D + 3) / 4 * 4; }
+__host__ __device__ constexpr int key_stride(int D) { return (round4(D) / 4) % 2 ? round4(D) : round4(D) + 4; }
+__host__ __device__ constexpr size_t attention_smem_floats(int D) {
+  return size_t(kKeyTile) * key_stride(D) + size_t(kAttRows) * round4(D) + size_t(kKeyTile) * D;
+}
 
 template <int DL>  // ceil(head_dim / 32)
 __global__ void attention_kernel(const AttnArgs* seqs) {
-  extern __shared__ float smem[];
+  extern __shared__ float4 smem4[];
   const AttnArgs a = seqs[blockIdx.y];
   const int h = int(blockIdx.z), i0 = int(blockIdx.x) * kAttRows;
   if (i0 >= a.n_q || h >= a.n_heads) return;  // the whole block leaves together
-  const int D = a.head_dim, Dp = padded_stride(D);
+  const int D = a.head_dim, D4 = round4(D), KS = key_stride(D);
   const int g = h / (a.n_heads / a.n_kv_heads);
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
-  float* ks = smem;                     // [kKeyTile][Dp]
-  float* vs = ks + kKeyTile * Dp;       // [kKeyTile][D]
-  float* qs = vs + kKeyTile * D;        // [kAttRows][D], scaled
+  float* ks = reinterpret_cast<float*>(smem4);  // [kKeyTile][KS]
+  float* qs = ks + kKeyTile * KS;                // [kAttRows][D4], scaled
+  float* vs = qs + kAttRows * D4;                // [kKeyTile][D]
   const int rows = min(kAttRows, a.n_q - i0);
-  for (int idx = int(threadIdx.x); idx < rows * D; idx += int(blockDim.x)) {
-    const int r = idx / D, d = idx - r * D;
-    qs[r * D + d] = a.q[size_t(i0 + r) * a.ldq + size_t(h) * D + d] * a.scale;
+  for (int idx = int(threadIdx.x); idx < kAttRows * D4; idx += int(blockDim.x)) {
+    const int r = idx / D4, d = idx - r * D4;
+    qs[idx] = (r < rows && d < D) ? a.q[size_t(i0 + r) * a.ldq + size_t(h) * D + d] * a.scale : 0.0f;
   }
   const float neg_inf = __int_as_float(0xff800000);
   float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][DL];
@@ -150,43 +153,61 @@ __global__ void attention_kernel(const AttnArgs* seqs) {
     nk[r] = i < a.n_q ? min(a.n_kv, a.q_off + i + 1) : 0;
     m[r] = neg_inf;
     l[r] = 0.0f;
-    _Pragma("unroll") for (int k = 0; k < DL; k++) acc[r][k] = 0.0f;
+#pragma unroll
+    for (int k = 0; k < DL; k++) acc[r][k] = 0.0f;
   }
   const int nk_block = min(a.n_kv, a.q_off + i0 + rows);  // the keys the block's last row sees
+  const float4* q4 = reinterpret_cast<const float4*>(qs) + warp * kRowsPerWarp * (D4 / 4);
+  const float4* k4 = reinterpret_cast<const float4*>(ks) + lane * (KS / 4);
   for (int j0 = 0; j0 < nk_block; j0 += kKeyTile) {
     __syncthreads();  // the previous tile is consumed (and, the first time, qs is written)
     const int tk = min(kKeyTile, nk_block - j0);
-    for (int idx = int(threadIdx.x); idx < tk * D; idx += int(blockDim.x)) {
-      const int t = idx / D, d = idx - t * D;
-      ks[t * Dp + d] = a.k[size_t(j0 + t) * a.ldk + size_t(g) * D + d];
-      vs[t * D + d] = a.v[size_t(j0 + t) * a.ldv + size_t(g) * D + d];
+    for (int idx = int(threadIdx.x); idx < kKeyTile * D4; idx += int(blockDim.x)) {
+      const int t = idx / D4, d = idx - t * D4;
+      const bool in = t < tk && d < D;
+      ks[t * KS + d] = in ? a.k[size_t(j0 + t) * a.ldk + size_t(g) * D + d] : 0.0f;
+      if (in) vs[t * D + d] = a.v[size_t(j0 + t) * a.ldv + size_t(g) * D + d];
     }
     __syncthreads();
-  #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; r++) {
-      if (j0 >= nk[r]) continue;  // uniform across the warp
-      const float* q = qs + (warp * kRowsPerWarp + r) * D;
-      const int j = j0 + lane;
-      float s = neg_inf;
-      if (j < nk[r]) {
-        const float* kr = ks + lane * Dp;
-        float dot = 0.0f;
-        for (int d = 0; d < D; d++) dot += q[d] * kr[d];
-        s = dot;
+    const int j = j0 + lane;
+    float dot[kRowsPerWarp];
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; r++) dot[r] = 0.0f;
+    for (int d4 = 0; d4 < D4 / 4; d4++) {
+      const float4 kv = k4[d4];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; r++) {
+        const float4 qv = q4[r * (D4 / 4) + d4];
+        dot[r] = fmaf(qv.x, kv.x, dot[r]);
+        dot[r] = fmaf(qv.y, kv.y, dot[r]);
+        dot[r] = fmaf(qv.z, kv.z, dot[r]);
+        dot[r] = fmaf(qv.w, kv.w, dot[r]);
       }
+    }
+    float p[kRowsPerWarp];
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; r++) {
+      p[r] = 0.0f;
+      if (j0 >= nk[r]) continue;  // uniform across the warp; p stays 0 for the row
+      const float s = j < nk[r] ? dot[r] : neg_inf;
       const float mnew = fmaxf(m[r], warp_max(s));
       const float corr = expf(m[r] - mnew);
-      const float p = j < nk[r] ? expf(s - mnew) : 0.0f;
-      l[r] = l[r] * corr + warp_sum(p);
-      _Pragma("unroll") for (int k = 0; k < DL; k++) acc[r][k] *= corr;
-      const int cnt = min(kKeyTile, nk[r] - j0);
-      for (int t = 0; t < cnt; t++) {
-        const float pt = __shfl_sync(0xffffffffu, p, t);
-        const float* vr = vs + t * D;
-        _Pragma("unroll") for (int k = 0; k < DL; k++)
-          if (lane + 32 * k < D) acc[r][k] += pt * vr[lane + 32 * k];
-      }
+      p[r] = j < nk[r] ? expf(s - mnew) : 0.0f;
+      l[r] = l[r] * corr + warp_sum(p[r]);
+#pragma unroll
+      for (int k = 0; k < DL; k++) acc[r][k] *= corr;
       m[r] = mnew;
+    }
+    for (int t = 0; t < tk; t++) {  // keys a row does not see carry p = 0
+      float vv[DL];
+#pragma unroll
+      for (int k = 0; k < DL; k++) vv[k] = lane + 32 * k < D ? vs[t * D + lane + 32 * k] : 0.0f;
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; r++) {
+        const float pt = __shfl_sync(0xffffffffu, p[r], t);
+#pragma unroll
+        for (int k = 0; k < DL; k++) acc[r][k] = fmaf(pt, vv[k], acc[r][k]);
+      }
     }
   }
 #pragma unroll
@@ -194,7 +215,8 @@ __global__ void attention_kernel(const AttnArgs* seqs) {
     const int i = i0 + warp * kRowsPerWarp + r;
     if (i >= a.n_q) break;
     float* o = a.out + size_t(i) * a.ldo + size_t(h) * D;
-    _Pragma("unroll") for (int k = 0; k < DL; k++)
+#pragma unroll
+    for (int k = 0; k < DL; k++)
       if (lane + 32 * k < D) o[lane + 32 * k] = acc[r][k] / l[r];
   }
 }
@@ -312,7 +334,7 @@ void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev, void* stream) {
   ZO_CUDA_CHECK(cudaMemcpyAsync(dev, seqs, sizeof(AttnArgs) * size_t(n_seqs), cudaMemcpyHostToDevice, st));
   dim3 grid(unsigned((max_nq + kAttRows - 1) / kAttRows), unsigned(n_seqs), unsigned(heads));
   const int DL = (D + 31) / 32;
-  const size_t shmem = sizeof(float) * size_t(kKeyTile * padded_stride(D) + kKeyTile * D + kAttRows * D);
+  const size_t shmem = sizeof(float) * attention_smem_floats(D);
   if (DL == 1)
     attention_kernel<1><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
   else if (DL == 2)
