@@ -28,9 +28,9 @@ __device__ void for_lanes(uint64_t begin, size_t n, Op op) {
 
 // Where a thread's four lanes are all inside the range and each pointer is 16-byte aligned there,
 // it moves them as one float4 (a warp then touches 512 contiguous bytes per access instead of four
-// strided passes); *i is the range index of lane 0.
-__device__ bool whole_block(uint64_t begin, size_t n, size_t* i) {
-  const uint64_t first = (begin / 4 + uint64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
+// strided passes); j is the thread's counter block, *i the range index of its lane 0.
+__device__ bool whole_block(uint64_t j, uint64_t begin, size_t n, size_t* i) {
+  const uint64_t first = j * 4;
   if (first < begin || first + 4 > begin + n) return false;
   *i = size_t(first - begin);
   return true;
@@ -42,7 +42,7 @@ __global__ void fill_z_kernel(float* z, uint64_t seed, uint64_t tid, uint64_t be
   float v[4];
   rng::z_block(v, seed, tid, j, dist);
   size_t i0;
-  if (whole_block(begin, n, &i0) && aligned16(z + i0)) {
+  if (whole_block(j, begin, n, &i0) && aligned16(z + i0)) {
     *reinterpret_cast<float4*>(z + i0) = make_float4(v[0], v[1], v[2], v[3]);
     return;
   }
@@ -55,13 +55,24 @@ __global__ void perturb_kernel(float* dst, const float* w, float scale, uint64_t
   float v[4];
   rng::z_block(v, seed, tid, j, dist);
   size_t i0;
-  if (whole_block(begin, n, &i0) && aligned16(dst + i0) && aligned16(w + i0)) {
+  if (whole_block(j, begin, n, &i0) && aligned16(dst + i0) && aligned16(w + i0)) {
     const float4 a = *reinterpret_cast<const float4*>(w + i0);
     *reinterpret_cast<float4*>(dst + i0) =
         make_float4(a.x + scale * v[0], a.y + scale * v[1], a.z + scale * v[2], a.w + scale * v[3]);
     return;
   }
   for_lanes(begin, n, [&](int lane, size_t i) { dst[i] = w[i] + scale * v[lane]; });
+}
+
+// One weight's update from its direction sum g (and its momentum state m, for Momentum).
+__device__ void update_one(float g, float& w, float& m, OptKind opt, float lr, float wd, float beta) {
+  if (opt == OptKind::Momentum) {
+    m = beta * m + g;
+    g = m;
+  } else if (opt == OptKind::Sign) {
+    g = g > 0.0f ? 1.0f : (g < 0.0f ? -1.0f : 0.0f);
+  }
+  w = w - lr * (g + wd * w);
 }
 
 __global__ void update_kernel(float* w, float* m, uint64_t tid, uint64_t begin, size_t n, Terms terms, int q,
@@ -75,37 +86,21 @@ __global__ void update_kernel(float* w, float* m, uint64_t tid, uint64_t begin, 
     for (int k = 0; k < 4; k++) G[k] = G[k] + terms.t[d].coef * v[k];
   }
   size_t i0;
-  if (whole_block(begin, n, &i0) && aligned16(w + i0) && (opt != OptKind::Momentum || aligned16(m + i0))) {
+  const bool mom = opt == OptKind::Momentum;
+  if (whole_block(j, begin, n, &i0) && aligned16(w + i0) && (!mom || aligned16(m + i0))) {
     float4 a = *reinterpret_cast<const float4*>(w + i0);
-    float wv[4] = {a.x, a.y, a.z, a.w};
-    float mv[4] = {0, 0, 0, 0};
-    if (opt == OptKind::Momentum) {
-      const float4 b = *reinterpret_cast<const float4*>(m + i0);
-      mv[0] = b.x, mv[1] = b.y, mv[2] = b.z, mv[3] = b.w;
-    }
-    for (int k = 0; k < 4; k++) {
-      float g = G[k];
-      if (opt == OptKind::Momentum) {
-        mv[k] = beta * mv[k] + g;
-        g = mv[k];
-      } else if (opt == OptKind::Sign) {
-        g = g > 0.0f ? 1.0f : (g < 0.0f ? -1.0f : 0.0f);
-      }
-      wv[k] = wv[k] - lr * (g + wd * wv[k]);
-    }
-    *reinterpret_cast<float4*>(w + i0) = make_float4(wv[0], wv[1], wv[2], wv[3]);
-    if (opt == OptKind::Momentum) *reinterpret_cast<float4*>(m + i0) = make_float4(mv[0], mv[1], mv[2], mv[3]);
+    float4 b = mom ? *reinterpret_cast<const float4*>(m + i0) : make_float4(0, 0, 0, 0);
+    update_one(G[0], a.x, b.x, opt, lr, wd, beta);
+    update_one(G[1], a.y, b.y, opt, lr, wd, beta);
+    update_one(G[2], a.z, b.z, opt, lr, wd, beta);
+    update_one(G[3], a.w, b.w, opt, lr, wd, beta);
+    *reinterpret_cast<float4*>(w + i0) = a;
+    if (mom) *reinterpret_cast<float4*>(m + i0) = b;
     return;
   }
   for_lanes(begin, n, [&](int lane, size_t i) {
-    float g = G[lane];
-    if (opt == OptKind::Momentum) {
-      m[i] = beta * m[i] + g;
-      g = m[i];
-    } else if (opt == OptKind::Sign) {
-      g = g > 0.0f ? 1.0f : (g < 0.0f ? -1.0f : 0.0f);
-    }
-    w[i] = w[i] - lr * (g + wd * w[i]);
+    float unused = 0.0f;
+    update_one(G[lane], w[i], mom ? m[i] : unused, opt, lr, wd, beta);
   });
 }
 
