@@ -122,3 +122,74 @@ TEST(Wire, Fp8SaturatesAndF16OverflowIsReported) {
   EXPECT_EQ(parse_wire_dtype("fp8"), WireDType::FP8);
   EXPECT_THROW(parse_wire_dtype("int4"), std::exception);
 }
+
+// The array conversions (vectorized where the CPU allows) against the scalar ones, which the tests
+// above hold to torch's casts: every sign and exponent (all 2^16 high halves of the f32 bits) with
+// low halves at each rounding boundary f16 and fp8 can meet (2^k - 1, 2^k, 2^k + 1), plus others.
+// Odd lengths reach the scalar tails too.
+TEST(Wire, ArrayConversionsMatchScalarOnEveryBoundary) {
+  std::vector<uint32_t> lows = {0u, 0xffffu, 0x5555u, 0xaaaau, 0x1234u, 0xfedcu};
+  for (int k = 0; k < 16; k++)
+    for (int d = -1; d <= 1; d++) lows.push_back(uint32_t((1 << k) + d) & 0xffffu);
+  std::vector<float> x;
+  x.reserve(size_t(1) << 16);
+  std::vector<uint8_t> q;
+  std::vector<uint16_t> h;
+  size_t bad_q = 0, bad_h = 0;
+  for (uint32_t lo : lows) {
+    x.clear();
+    for (uint32_t hi = 0; hi < 0x10000u; hi++) {
+      float f;
+      const uint32_t u = (hi << 16) | lo;
+      std::memcpy(&f, &u, 4);
+      x.push_back(f);
+    }
+    x.push_back(1.0f);  // 65537 values: not a multiple of any vector width
+    q.assign(x.size(), 0);
+    h.assign(x.size(), 0);
+    for (float scale : {1.0f, 0.375f}) {
+      wire_fp8_codes(x.data(), x.size(), scale, q.data());
+      for (size_t i = 0; i < x.size(); i++)
+        if (q[i] != f32_to_fp8_e4m3(x[i] / scale) && bad_q++ < 5)
+          ADD_FAILURE() << "fp8 of " << x[i] << " / " << scale << ": " << int(q[i]) << " vs "
+                        << int(f32_to_fp8_e4m3(x[i] / scale));
+    }
+    wire_f16_codes(x.data(), x.size(), h.data());
+    for (size_t i = 0; i < x.size(); i++)
+      if (h[i] != f32_to_f16(x[i]) && bad_h++ < 5)
+        ADD_FAILURE() << "f16 of bits " << std::hex << (uint32_t(i) << 16 | lo) << ": " << h[i] << " vs "
+                      << f32_to_f16(x[i]);
+  }
+  EXPECT_EQ(bad_q, 0u);
+  EXPECT_EQ(bad_h, 0u);
+  // Overflow is reported from the vector lanes and from the tail alike; NaN and infinity are not overflow.
+  for (size_t at : {size_t(3), size_t(40)}) {
+    std::vector<float> v(41, 1.0f);
+    v[7] = std::nanf("");
+    v[9] = INFINITY;
+    std::vector<uint16_t> out(v.size());
+    EXPECT_TRUE(wire_f16_codes(v.data(), v.size(), out.data()));
+    v[at] = 65520.0f;  // rounds up past 65504
+    EXPECT_FALSE(wire_f16_codes(v.data(), v.size(), out.data())) << at;
+  }
+}
+
+// The fp8 group scale is amax / 448 with NaN ignored and 1 for an infinite amax, wherever the
+// largest value sits (a vector lane or the scalar tail).
+TEST(Wire, Fp8ScaleFindsTheLargestMagnitudeAnywhere) {
+  for (size_t n : {size_t(5), size_t(37), size_t(100)})
+    for (size_t at = 0; at < n; at++) {
+      std::vector<float> v(n);
+      for (size_t i = 0; i < n; i++) v[i] = 0.25f * float(i % 7) - 0.5f;  // |v| <= 1
+      v[(at + 16) % n] = std::nanf("");  // a later vector, same lane (when n allows)
+      v[at] = -3.5f;
+      std::vector<uint8_t> q(n);
+      float s = 0;
+      wire_encode(WireDType::FP8, v.data(), n, q.data(), &s);
+      ASSERT_EQ(s, 3.5f / 448.0f) << n << " " << at;
+      EXPECT_EQ(q[at], 0xfe);  // -448
+      v[at] = -INFINITY;
+      wire_encode(WireDType::FP8, v.data(), n, q.data(), &s);
+      ASSERT_EQ(s, 1.0f) << n << " " << at;
+    }
+}
