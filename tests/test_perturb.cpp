@@ -118,6 +118,23 @@ TEST(Perturb, RangesAreConsistent) {
   for (size_t i = 0; i < n; i += 331) ASSERT_EQ(d[i], 0.5f + (-1e-3f) * all[i]);
 }
 
+// Bulk fills run 16 or 32 Philox counters at a time; where the counter's low word wraps inside such a
+// group (counter block j = 2^32, element 2^34), each element must still be the one-element fill's
+// (the scalar path, held to the Python mapping above), for both distributions and every offset.
+TEST(Perturb, BulkFillsAcrossTheCounterWordBoundary) {
+  const size_t n = 1000, base = (size_t(1) << 34) - 517;
+  std::vector<float> bulk(n);
+  for (Dist dist : {Dist::Gaussian, Dist::Rademacher})
+    for (size_t off : {size_t(0), size_t(1), size_t(64), size_t(130)}) {
+      fill_z(bulk.data(), 0x5eed, 0xabcdef, base + off, n - off, dist);
+      for (size_t i = 0; i + off < n; i++) {
+        float one;
+        fill_z(&one, 0x5eed, 0xabcdef, base + off + i, 1, dist);
+        ASSERT_EQ(bulk[i], one) << "element " << base + off + i;
+      }
+    }
+}
+
 // The update kernels against the formulas in float64 (f32 rounding allowed).
 TEST(Perturb, UpdatesFollowTheFormulas) {
   const size_t n = 10007, begin = 13;
