@@ -228,9 +228,11 @@ RUNS=(  # name | shape | timed steps | flags
   "opt-1.3b offload f32|opt-1.3b|3|--gpu-mem 3G --wire-dtype f32"
   "opt-1.3b offload fp8|opt-1.3b|3|--gpu-mem 3G --wire-dtype fp8"
   "opt-13b offload fp8 6700M|opt-13b|2|--gpu-mem 6700M --wire-dtype fp8"
+  "opt-13b offload bf16 6700M rademacher|opt-13b|2|--gpu-mem 6700M --wire-dtype bf16 --dist rademacher"
 )
 # ZO_GPU_QUICK=1: the runs that carry the targets only (a short lease).
-[[ -n "${ZO_GPU_QUICK:-}" ]] && RUNS=("${RUNS[0]}" "${RUNS[3]}" "${RUNS[2]}" "${RUNS[4]}" "${RUNS[1]}" "${RUNS[5]}")
+# The Rademacher run last: how far the host bound moves when z is Philox alone.
+[[ -n "${ZO_GPU_QUICK:-}" ]] && RUNS=("${RUNS[0]}" "${RUNS[3]}" "${RUNS[2]}" "${RUNS[4]}" "${RUNS[1]}" "${RUNS[5]}" "${RUNS[9]}")
 BENCH_TIMEOUT=${ZO_GPU_BENCH_TIMEOUT:-120}
 : > "$OUT/bench.jsonl"
 if [[ -x "$B/bin/zo" ]]; then

@@ -1,8 +1,9 @@
 // Host probe for bench/gpu.sh: what the streaming engine's host updater can do on this machine.
 // Per thread count (1, 2, 4, ... up to OpenMP's maximum): the rate of z generation in cache
 // (Gaussian, Philox), a STREAM-like triad's bandwidth over buffers far larger than the caches, and
-// the updater's own work (core/wire.h update_and_encode: SGD step plus bf16 re-encode) in ns per
-// weight, run from a std::thread as the engine runs it. Also the CPU time used over the wall time
+// the updater's own work (core/wire.h update_and_encode: SGD step plus re-encode) in ns per weight,
+// run from a std::thread as the engine runs it: Gaussian z with the bf16 and the fp8 wire, and
+// Rademacher z with bf16 (its z is Philox alone, no Box-Muller). Also the CPU time used over the wall time
 // of each run (the parallelism actually obtained) and the steal time the kernel reports (a virtual
 // machine's vCPUs may not all be backed). Prints a short table, then one JSON line.
 #include <omp.h>
@@ -53,6 +54,7 @@ std::string first_line(const char* path) {
 struct Row {
   int threads;
   double z_gvalues_s, triad_gb_s, update_ns_per_weight, update_parallelism, steal_s;
+  double update_fp8_ns, update_rademacher_ns;
 };
 
 }  // namespace
@@ -77,6 +79,7 @@ int main() {
   const size_t n_upd = size_t(256) << 20;  // 1 GiB of f32 masters, 512 MiB of bf16
   std::vector<float> a(n_tri), b(n_tri, 1.0f), c(n_tri, 2.0f), w(n_upd);
   std::vector<uint16_t> enc(n_upd);
+  std::vector<float> scales(zo::wire_groups(n_upd));
   zo::fill_z(w.data(), 3, 5, 0, n_upd, zo::Dist::Gaussian);
   const zo::UpdateTerm term{42, 1e-3f};
   std::vector<int> counts;
@@ -86,7 +89,7 @@ int main() {
   const long hz = sysconf(_SC_CLK_TCK);
   for (int t : counts) {
     omp_set_num_threads(t);
-    Row r{t, 0, 0, 0, 0, 0};
+    Row r{t, 0, 0, 0, 0, 0, 0, 0};
     {  // z in cache: each thread refills its own 64 Ki values
       const int reps = 64;
       auto t0 = Clock::now();
@@ -108,31 +111,37 @@ int main() {
       }
       r.triad_gb_s = 3.0 * 4.0 * double(n_tri) / best / 1e9;
     }
-    {  // the updater's work, from a std::thread as in offload/gpu_engine.cu
-      const long long s0 = steal_ticks();
+    // The updater's work over the 1 GiB of masters, from a std::thread as in offload/gpu_engine.cu.
+    auto update_ns = [&](zo::Dist dist, zo::WireDType wire, double* cpu_over_wall) {
       const double c0 = cpu_seconds();
       double wall = 0;
       std::thread th([&] {
         omp_set_num_threads(t);
         auto t0 = Clock::now();
-        zo::update_and_encode(w.data(), nullptr, n_upd, 9, &term, 1, zo::Dist::Gaussian, zo::OptKind::SGD, 1e-4f, 0.0f,
-                              0.0f, zo::WireDType::BF16, enc.data(), nullptr);
+        zo::update_and_encode(w.data(), nullptr, n_upd, 9, &term, 1, dist, zo::OptKind::SGD, 1e-4f, 0.0f, 0.0f, wire,
+                              enc.data(), scales.data());
         wall = since(t0);
       });
       th.join();
-      r.update_ns_per_weight = wall / double(n_upd) * 1e9;
-      r.update_parallelism = (cpu_seconds() - c0) / wall;
-      const long long s1 = steal_ticks();
-      r.steal_s = (s0 >= 0 && s1 >= 0) ? double(s1 - s0) / double(hz) : -1;
-    }
+      if (cpu_over_wall) *cpu_over_wall = (cpu_seconds() - c0) / wall;
+      return wall / double(n_upd) * 1e9;
+    };
+    const long long s0 = steal_ticks();
+    r.update_ns_per_weight = update_ns(zo::Dist::Gaussian, zo::WireDType::BF16, &r.update_parallelism);
+    const long long s1 = steal_ticks();
+    r.steal_s = (s0 >= 0 && s1 >= 0) ? double(s1 - s0) / double(hz) : -1;
+    r.update_fp8_ns = update_ns(zo::Dist::Gaussian, zo::WireDType::FP8, nullptr);
+    r.update_rademacher_ns = update_ns(zo::Dist::Rademacher, zo::WireDType::BF16, nullptr);
     rows.push_back(r);
   }
   std::printf("host: %s | %d CPUs allowed, OpenMP max %d | avx512f %s, avx2 %s | cpu.max '%s'\n", model.c_str(), affinity,
               max_t, avx512 ? "yes" : "no", avx2 ? "yes" : "no", first_line("/sys/fs/cgroup/cpu.max").c_str());
-  std::printf("| threads | z Gvalues/s (cache) | triad GB/s | update+bf16 ns/weight | CPU/wall | steal s |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "| threads | z Gvalues/s (cache) | triad GB/s | update+bf16 ns/weight | CPU/wall | steal s | update+fp8 ns/weight "
+      "| Rademacher update+bf16 ns/weight |\n|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows)
-    std::printf("| %d | %.2f | %.1f | %.3f | %.1f | %.2f |\n", r.threads, r.z_gvalues_s, r.triad_gb_s,
-                r.update_ns_per_weight, r.update_parallelism, r.steal_s);
+    std::printf("| %d | %.2f | %.1f | %.3f | %.1f | %.2f | %.3f | %.3f |\n", r.threads, r.z_gvalues_s, r.triad_gb_s,
+                r.update_ns_per_weight, r.update_parallelism, r.steal_s, r.update_fp8_ns, r.update_rademacher_ns);
   std::ostringstream js;
   js << "{\"host\": \"" << model << "\", \"cpus_allowed\": " << affinity << ", \"omp_max\": " << max_t
      << ", \"avx512f\": " << (avx512 ? "true" : "false") << ", \"rows\": [";
@@ -140,7 +149,9 @@ int main() {
     const Row& r = rows[i];
     js << (i ? ", " : "") << "{\"threads\": " << r.threads << ", \"z_gvalues_s\": " << r.z_gvalues_s
        << ", \"triad_gb_s\": " << r.triad_gb_s << ", \"update_ns_per_weight\": " << r.update_ns_per_weight
-       << ", \"cpu_over_wall\": " << r.update_parallelism << ", \"steal_s\": " << r.steal_s << "}";
+       << ", \"cpu_over_wall\": " << r.update_parallelism << ", \"steal_s\": " << r.steal_s
+       << ", \"update_fp8_ns_per_weight\": " << r.update_fp8_ns
+       << ", \"update_rademacher_ns_per_weight\": " << r.update_rademacher_ns << "}";
   }
   js << "]}";
   std::printf("%s\n", js.str().c_str());

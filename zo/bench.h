@@ -32,6 +32,7 @@ struct BenchTrainArgs {
   std::string mode = "train";         // train | inference (the same batches, scoring only)
   int steps = 20, warmup = 2, batch = 16;
   double lr = 1e-6, eps = 1e-3;
+  std::string dist = "gaussian";      // gaussian | rademacher (the directions' distribution)
   std::string offload = "none";       // none | disk (masters in a file, see Model::allocate)
   std::string offload_file;           // default: $TMPDIR/zo-bench-masters-<pid>.f32 (unlinked at once)
   bool cold = false;                  // disk: write back and drop the file's page cache every step

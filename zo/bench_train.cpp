@@ -129,6 +129,7 @@ int bench_train(const BenchTrainArgs& a) {
   Engine e(m);
   SpsaOptions so;
   so.eps = float(a.eps);
+  so.dist = a.dist == "rademacher" ? Dist::Rademacher : Dist::Gaussian;
   std::unique_ptr<Spsa> spsa;
   if (a.mode == "train") spsa = std::make_unique<Spsa>(m, e, so);
   std::unique_ptr<StepDevice> dev;
@@ -211,6 +212,7 @@ int bench_train(const BenchTrainArgs& a) {
   j["mode"] = a.mode;
   j["steps"] = a.steps;
   j["batch"] = a.batch;
+  j["dist"] = a.dist;
   j["threads"] = omp_get_max_threads();
   j["seconds_per_step"] = timed / a.steps;
   j["steps_per_second"] = a.steps / timed;

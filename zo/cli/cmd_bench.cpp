@@ -32,6 +32,9 @@ void add_bench(CLI::App& app, Runner& run) {
   tr->add_option("--batch", t->batch, "Examples per step")->capture_default_str()->check(CLI::Range(1, 65536));
   tr->add_option("--lr", t->lr, "Learning rate")->capture_default_str();
   tr->add_option("--eps", t->eps, "Perturbation scale")->capture_default_str();
+  tr->add_option("--dist", t->dist, "Direction distribution: gaussian or rademacher (cheaper to regenerate)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gaussian", "rademacher"}));
   tr->add_option("--offload", t->offload,
                  "none, or disk: masters in a file (reports storage bytes per step, the file's cold read rate, "
                  "the fast tier's measured peak)")
