@@ -103,6 +103,16 @@ int main() {
     zo::AttnArgs* dargs = nullptr;
     ZO_CUDA_CHECK(cudaMalloc(&dargs, sizeof(zo::AttnArgs) * args.size()));
     const float t_att = best_ms(3, [&] { zo::cuda::attention(args.data(), int(args.size()), dargs, nullptr); });
+    // Each way of loading attention's key/value tiles (core/cuda/ops.h), the default restored after.
+    float t_att_load[3];
+    const zo::cuda::AttnTileLoad default_load = zo::cuda::attention_tile_load();
+    for (int v = 0; v < 3; v++) {
+      zo::cuda::set_attention_tile_load(zo::cuda::AttnTileLoad(v));
+      t_att_load[v] = best_ms(5, [&] { zo::cuda::attention(args.data(), int(args.size()), dargs, nullptr); });
+    }
+    zo::cuda::set_attention_tile_load(default_load);
+    std::fprintf(stderr, "attention tile loads, ms (default %s): scalar %.3f | float4 %.3f | float4-prefetch %.3f\n",
+                 zo::cuda::attention_tile_load_name(default_load), t_att_load[0], t_att_load[1], t_att_load[2]);
     const float t_ln = best_ms(3, [&] { zo::cuda::layernorm(hbuf, x, bias, bias, M, C, 1e-5f, nullptr); });
     const float t_relu = best_ms(3, [&] { zo::cuda::relu_inplace(ffn, size_t(M) * F, nullptr); });
     const double gemm_flop = 2.0 * M * double(nw);
@@ -121,10 +131,12 @@ int main() {
         "\"h2d_pinned_gb_s\": %.2f, \"d2h_pinned_gb_s\": %.2f, \"h2d_pageable_gb_s\": %.2f, "
         "\"d2d_gb_s_read_plus_write\": %.1f, \"fill_z_gvalues_s\": %.2f, \"perturb_gvalues_s\": %.2f, "
         "\"opt13b_block_ms\": {\"perturb\": %.3f, \"gemm_qkv\": %.3f, \"gemm_o\": %.3f, \"gemm_fc1\": %.3f, "
-        "\"gemm_fc2\": %.3f, \"attention\": %.3f, \"layernorm\": %.3f, \"relu\": %.3f}}\n",
+        "\"gemm_fc2\": %.3f, \"attention\": %.3f, \"layernorm\": %.3f, \"relu\": %.3f}, "
+        "\"attention_tile_load_ms\": {\"scalar\": %.3f, \"float4\": %.3f, \"float4_prefetch\": %.3f}}\n",
         prop.name, prop.major, prop.minor, prop.multiProcessorCount, double(prop.totalGlobalMem) / (1 << 30),
         gbs(h2d_pinned, 1), gbs(d2h_pinned, 1), gbs(h2d_pageable, 1), gbs(d2d, 2), double(n) / (fill * 1e6),
-        double(n) / (pert * 1e6), t_perturb, t_qkv, t_o, t_fc1, t_fc2, t_att, t_ln, t_relu);
+        double(n) / (pert * 1e6), t_perturb, t_qkv, t_o, t_fc1, t_fc2, t_att, t_ln, t_relu, t_att_load[0],
+        t_att_load[1], t_att_load[2]);
     cudaFreeHost(pinned);
     cudaFree(dev);
     cudaFree(dev2);

@@ -35,6 +35,9 @@ def main():
     print(f"probe: H2D pinned {g('h2d_pinned_gb_s')} GB/s, D2H pinned {g('d2h_pinned_gb_s')} GB/s, "
           f"H2D pageable {g('h2d_pageable_gb_s')} GB/s, D2D {g('d2d_gb_s_read_plus_write')} GB/s, "
           f"perturb {g('perturb_gvalues_s')} Gvalues/s")
+    att = p.get("attention_tile_load_ms")
+    if att:  # OPT-13B's attention for one block and version, per way of loading the key/value tiles
+        print("attention tile loads, ms: " + ", ".join(f"{k} {v:.3f}" for k, v in att.items()))
     print()
     resident = {r["shape"]: r["seconds_per_step"] for r in runs
                 if "seconds_per_step" in r and r.get("device", {}).get("plan", {}).get("streamed_blocks", 1) == 0}

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/cuda/check.h"
@@ -135,10 +136,22 @@ TEST(CudaOps, NormsActivationsRopeEmbeddings) {
     for (int c = 0; c < C; c++) ASSERT_EQ(e[i * C + size_t(c)], table[size_t(ids[i]) * C + size_t(c)]);
 }
 
+// Every tile-load path (core/cuda/ops.h AttnTileLoad) against the CPU kernel. Head sizes: 96 and 33
+// give a partial last lane group, 33 an odd row stride (the element path only), 16/32/80 rows of 4,
+// 8 and 20 16-byte pieces (several or part of a warp per row); `shift` starts keys and values one
+// float past a 16-byte boundary, where the float4 paths must fall back.
 TEST(CudaOps, CausalAttentionWithGqaAndAPrefix) {
   REQUIRE_GPU();
-  for (int D : {64, 128, 96, 33}) {  // 96 and 33: a partial last lane group, an odd row stride
-    const int H = 8, Hkv = 2, Q = H * D, KV = Hkv * D;
+  struct Case {
+    int D, shift;
+  };
+  const cuda::AttnTileLoad before = cuda::attention_tile_load();
+  for (cuda::AttnTileLoad load : {cuda::AttnTileLoad::Scalar, cuda::AttnTileLoad::Float4, cuda::AttnTileLoad::Float4Prefetch})
+  for (Case c : {Case{64, 0}, Case{128, 0}, Case{96, 0}, Case{33, 0}, Case{16, 0}, Case{32, 0}, Case{80, 0}, Case{64, 1}}) {
+    SCOPED_TRACE(std::string(cuda::attention_tile_load_name(load)) + " head_dim " + std::to_string(c.D) + " shift " +
+                 std::to_string(c.shift));
+    cuda::set_attention_tile_load(load);
+    const int D = c.D, H = 8, Hkv = 2, Q = H * D, KV = Hkv * D;
     struct S {
       int n_q, n_kv;
     };
@@ -157,13 +170,16 @@ TEST(CudaOps, CausalAttentionWithGqaAndAPrefix) {
                  shapes[s].n_kv, shapes[s].n_kv - shapes[s].n_q, H, Hkv, D, 1.0f / std::sqrt(float(D))};
       cpu.push_back(a);
       keep.push_back(std::make_unique<Dev<float>>(qs[s]));
-      keep.push_back(std::make_unique<Dev<float>>(ks[s]));
-      keep.push_back(std::make_unique<Dev<float>>(vs[s]));
+      std::vector<float> kpad(size_t(c.shift), 0.0f), vpad(size_t(c.shift), 0.0f);
+      kpad.insert(kpad.end(), ks[s].begin(), ks[s].end());
+      vpad.insert(vpad.end(), vs[s].begin(), vs[s].end());
+      keep.push_back(std::make_unique<Dev<float>>(kpad));
+      keep.push_back(std::make_unique<Dev<float>>(vpad));
       keep.push_back(std::make_unique<Dev<float>>(outs[s].size()));
       size_t k = keep.size();
       a.q = keep[k - 4]->p;
-      a.k = keep[k - 3]->p;
-      a.v = keep[k - 2]->p;
+      a.k = keep[k - 3]->p + c.shift;
+      a.v = keep[k - 2]->p + c.shift;
       a.out = keep[k - 1]->p;
       gpu.push_back(a);
     }
@@ -174,6 +190,7 @@ TEST(CudaOps, CausalAttentionWithGqaAndAPrefix) {
     for (size_t s = 0; s < shapes.size(); s++) expect_close(keep[4 * s + 3]->host(), outs[s], 1e-4, 1e-5, "attention");
     cudaFree(dev_args);
   }
+  cuda::set_attention_tile_load(before);
 }
 
 TEST(CudaOps, LogSumExpRows) {

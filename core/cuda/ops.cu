@@ -3,6 +3,7 @@
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "core/cuda/check.h"
 #include "core/cuda/ops.h"
@@ -120,6 +121,13 @@ __global__ void embed_kernel(float* out, const float* table, const int32_t* ids,
 // 16-byte pieces once for all of them (the key rows' stride is an odd number of 16-byte units, so a
 // quarter-warp's 16-byte reads hit distinct banks; the queries are broadcast reads), and an online
 // softmax folds the tile into each row's accumulators. Pads past head_dim are zero on both sides.
+// How a tile reaches shared memory (AttnTileLoad, core/cuda/ops.h): element by element, or, where
+// head_dim is a multiple of 4 and every key and value row starts on 16 bytes (the engines' packed
+// buffers), as float4 with a warp over whole rows and its lanes over a row's 16-byte pieces (several
+// rows per pass when a row has 16 pieces or fewer): two rows per thread in flight at a time, or all of
+// a thread's rows of the next tile held in registers, loaded while the current tile is computed
+// (more loads in flight, more registers: fewer blocks per SM). Each path falls back to the first
+// where the alignment does not hold.
 constexpr int kAttWarps = 4, kRowsPerWarp = 4, kAttRows = kAttWarps * kRowsPerWarp, kKeyTile = 32;
 __host__ __device__ constexpr int round4(int D) { return (D + 3) / 4 * 4; }
 __host__ __device__ constexpr int key_stride(int D) { return (round4(D) / 4) % 2 ? round4(D) : round4(D) + 4; }
@@ -127,8 +135,10 @@ __host__ __device__ constexpr size_t attention_smem_floats(int D) {
   return size_t(kKeyTile) * key_stride(D) + size_t(kAttRows) * round4(D) + size_t(kKeyTile) * D;
 }
 
-template <int DL>  // ceil(head_dim / 32)
-__global__ void attention_kernel(const AttnArgs* seqs) {
+// Four blocks per SM for the first two paths (at most 128 registers); the prefetching one holds 32
+// more floats per thread and gets what it needs.
+template <int DL, int LOAD>  // ceil(head_dim / 32); AttnTileLoad
+__global__ void __launch_bounds__(32 * kAttWarps, LOAD == 2 ? 1 : 4) attention_kernel(const AttnArgs* seqs) {
   extern __shared__ float4 smem4[];
   const AttnArgs a = seqs[blockIdx.y];
   const int h = int(blockIdx.z), i0 = int(blockIdx.x) * kAttRows;
@@ -159,16 +169,59 @@ __global__ void attention_kernel(const AttnArgs* seqs) {
   const int nk_block = min(a.n_kv, a.q_off + i0 + rows);  // the keys the block's last row sees
   const float4* q4 = reinterpret_cast<const float4*>(qs) + warp * kRowsPerWarp * (D4 / 4);
   const float4* k4 = reinterpret_cast<const float4*>(ks) + lane * (KS / 4);
+  // The float4 paths: this thread's rows of a tile are t_first + u * t_step, piece `piece` of each.
+  const bool vec = LOAD != 0 && D % 4 == 0 && a.ldk % 4 == 0 && a.ldv % 4 == 0 &&
+                   ((reinterpret_cast<uintptr_t>(a.k) | reinterpret_cast<uintptr_t>(a.v)) & 15u) == 0;
+  const int pieces = D4 / 4, rows_per_pass = 32 / pieces;  // D <= 128: pieces <= 32
+  const int my_row = lane / pieces, piece = lane - my_row * pieces;
+  const bool loader = vec && my_row < rows_per_pass;
+  const int t_first = warp * rows_per_pass + my_row, t_step = kAttWarps * rows_per_pass;
+  constexpr int kLoads = kKeyTile / kAttWarps;  // rows per thread at one row per warp pass
+  constexpr int kHeld = LOAD == 2 ? kLoads : 2;  // rows held in registers at once
+  float4 kreg[kHeld], vreg[kHeld];
+  // Rows u0 .. u0 + kHeld - 1 of this thread for the tile at j0 into the registers, then to shared.
+  auto load_rows = [&](int j0, int u0) {
+    const int tk = min(kKeyTile, nk_block - j0);
+#pragma unroll
+    for (int u = 0; u < kHeld; u++) {
+      const int t = t_first + (u0 + u) * t_step;
+      if (loader && t < tk) {
+        kreg[u] = __ldg(reinterpret_cast<const float4*>(a.k + size_t(j0 + t) * a.ldk + size_t(g) * D) + piece);
+        vreg[u] = __ldg(reinterpret_cast<const float4*>(a.v + size_t(j0 + t) * a.ldv + size_t(g) * D) + piece);
+      }
+    }
+  };
+  auto store_rows = [&](int tk, int u0) {
+#pragma unroll
+    for (int u = 0; u < kHeld; u++) {
+      const int t = t_first + (u0 + u) * t_step;
+      if (loader && t < kKeyTile) {
+        reinterpret_cast<float4*>(ks + t * KS)[piece] = t < tk ? kreg[u] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (t < tk) reinterpret_cast<float4*>(vs + t * D)[piece] = vreg[u];
+      }
+    }
+  };
+  if (LOAD == 2 && vec) load_rows(0, 0);
   for (int j0 = 0; j0 < nk_block; j0 += kKeyTile) {
     __syncthreads();  // the previous tile is consumed (and, the first time, qs is written)
     const int tk = min(kKeyTile, nk_block - j0);
-    for (int idx = int(threadIdx.x); idx < kKeyTile * D4; idx += int(blockDim.x)) {
-      const int t = idx / D4, d = idx - t * D4;
-      const bool in = t < tk && d < D;
-      ks[t * KS + d] = in ? a.k[size_t(j0 + t) * a.ldk + size_t(g) * D + d] : 0.0f;
-      if (in) vs[t * D + d] = a.v[size_t(j0 + t) * a.ldv + size_t(g) * D + d];
+    if (LOAD == 2 && vec) {
+      store_rows(tk, 0);
+    } else if (vec) {
+      for (int u0 = 0; u0 < kLoads && t_first + u0 * t_step < kKeyTile; u0 += kHeld) {
+        load_rows(j0, u0);
+        store_rows(tk, u0);
+      }
+    } else {
+      for (int idx = int(threadIdx.x); idx < kKeyTile * D4; idx += int(blockDim.x)) {
+        const int t = idx / D4, d = idx - t * D4;
+        const bool in = t < tk && d < D;
+        ks[t * KS + d] = in ? a.k[size_t(j0 + t) * a.ldk + size_t(g) * D + d] : 0.0f;
+        if (in) vs[t * D + d] = a.v[size_t(j0 + t) * a.ldv + size_t(g) * D + d];
+      }
     }
     __syncthreads();
+    if (LOAD == 2 && vec && j0 + kKeyTile < nk_block) load_rows(j0 + kKeyTile, 0);  // in flight while this tile computes
     const int j = j0 + lane;
     float dot[kRowsPerWarp];
 #pragma unroll
@@ -321,6 +374,33 @@ void embed_rows(float* out, const float* table, const int32_t* ids, int N, int C
   check_launch("embed_rows");
 }
 
+namespace {
+std::atomic<int> g_tile_load{int(AttnTileLoad::Scalar)};
+
+template <int LOAD>
+void launch_attention(int DL, dim3 grid, size_t shmem, cudaStream_t st, const AttnArgs* dev) {
+  if (DL == 1)
+    attention_kernel<1, LOAD><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
+  else if (DL == 2)
+    attention_kernel<2, LOAD><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
+  else if (DL == 3)
+    attention_kernel<3, LOAD><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
+  else
+    attention_kernel<4, LOAD><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
+}
+}  // namespace
+
+void set_attention_tile_load(AttnTileLoad t) { g_tile_load.store(int(t)); }
+AttnTileLoad attention_tile_load() { return AttnTileLoad(g_tile_load.load()); }
+const char* attention_tile_load_name(AttnTileLoad t) {
+  switch (t) {
+    case AttnTileLoad::Scalar: return "scalar";
+    case AttnTileLoad::Float4: return "float4";
+    case AttnTileLoad::Float4Prefetch: return "float4-prefetch";
+  }
+  return "?";
+}
+
 void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev, void* stream) {
   if (n_seqs <= 0) return;
   auto st = static_cast<cudaStream_t>(stream);
@@ -335,14 +415,11 @@ void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev, void* stream) {
   dim3 grid(unsigned((max_nq + kAttRows - 1) / kAttRows), unsigned(n_seqs), unsigned(heads));
   const int DL = (D + 31) / 32;
   const size_t shmem = sizeof(float) * attention_smem_floats(D);
-  if (DL == 1)
-    attention_kernel<1><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
-  else if (DL == 2)
-    attention_kernel<2><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
-  else if (DL == 3)
-    attention_kernel<3><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
-  else
-    attention_kernel<4><<<grid, 32 * kAttWarps, shmem, st>>>(dev);
+  switch (attention_tile_load()) {
+    case AttnTileLoad::Scalar: launch_attention<0>(DL, grid, shmem, st, dev); break;
+    case AttnTileLoad::Float4: launch_attention<1>(DL, grid, shmem, st, dev); break;
+    case AttnTileLoad::Float4Prefetch: launch_attention<2>(DL, grid, shmem, st, dev); break;
+  }
   check_launch("attention");
 }
 

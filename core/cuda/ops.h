@@ -30,9 +30,18 @@ void rope_apply(float* x, int M, int ld, int n_heads, int head_dim, const int32_
 void embed_rows(float* out, const float* table, const int32_t* ids, int N, int C, void* stream);
 // Causal attention for a batch of sequences; `seqs` is a HOST array whose pointers are device
 // pointers, copied into `dev_args` (device memory for n_seqs AttnArgs, owned by the caller so that
-// nothing is allocated per call). Key/value tiles staged in shared memory, one warp per query row at a
-// time, an online softmax: no score matrix.
+// nothing is allocated per call). Key/value tiles staged in shared memory, each warp scoring a key
+// tile against four query rows at once, an online softmax: no score matrix.
 void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev_args, void* stream);
+// How attention moves key/value tiles from global to shared memory (the same results, to rounding
+// of nothing: only the loads differ): element by element; float4 rows, two per thread in flight; or
+// float4 rows with the next tile prefetched into registers during the current tile's compute. The
+// float4 paths need head_dim % 4 == 0 and 16-byte aligned rows, and fall back to the first
+// otherwise. Process-wide; bench/gpu_probe.cu times each on OPT-13B's shapes.
+enum class AttnTileLoad : int { Scalar = 0, Float4 = 1, Float4Prefetch = 2 };
+void set_attention_tile_load(AttnTileLoad t);
+AttnTileLoad attention_tile_load();
+const char* attention_tile_load_name(AttnTileLoad t);
 // lse[r] = logsumexp(logits[r, :V]) accumulated in f64 (as the CPU).
 void logsumexp_rows(double* lse, const float* logits, int M, int V, void* stream);
 // out[i] = double(logits[row[i], id[i]]) - lse[row[i]] for i < n (the targets' log-probabilities,
