@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
+#endif
+#ifdef __AVX512F__
 // GCC 12 warns that the intrinsics' internal _mm512_undefined values "may be used uninitialized"
 // (a known false positive for maskless AVX-512 intrinsics).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -15,39 +17,76 @@ namespace {
 constexpr size_t kChunk = 4096;              // elements per serial piece (16 KiB of z: stays in L1/L2)
 constexpr size_t kParallelMin = size_t(1) << 16;
 
-#ifdef __AVX512F__
-// Counters j .. j + 15: their low words (lo) and high words (hi).
-struct Counters16 {
-  __m512i lo, hi;
+// Philox4x32-10 on many counters at once, one counter per 32-bit lane. 32x32->64 products come from
+// vpmuludq, which multiplies the even lanes; the odd lanes are first moved down by a shuffle, and
+// the halves of the products are put back in place by shuffles and blends, which leaves the shift
+// port to the multiplies (on AVX-512 1.5x the rate of shifts and blends on the machines measured).
+#if defined(__AVX512F__)
+#define ZO_PHILOX_LANES 1
+struct Lanes {  // 16 counters
+  using V = __m512i;
+  static constexpr int kN = 16;
+  static V set1(uint32_t x) { return _mm512_set1_epi32(int(x)); }
+  static V iota() { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+  static V add(V a, V b) { return _mm512_add_epi32(a, b); }
+  static V load(const uint32_t* p) { return _mm512_loadu_si512(p); }
+  static void store(uint32_t* p, V v) { _mm512_storeu_si512(p, v); }
+  // (c0, c1, c2, c3) <- (hi(M1 c2) ^ c1 ^ ka, lo(M1 c2), hi(M0 c0) ^ c3 ^ kb, lo(M0 c0))
+  static void round(V& c0, V& c1, V& c2, V& c3, V ka, V kb) {
+    const V M0 = set1(0xD2511F53u), M1 = set1(0xCD9E8D57u);
+    const V pe0 = _mm512_mul_epu32(c0, M0), po0 = _mm512_mul_epu32(_mm512_shuffle_epi32(c0, _MM_PERM_DDBB), M0);
+    const V pe1 = _mm512_mul_epu32(c2, M1), po1 = _mm512_mul_epu32(_mm512_shuffle_epi32(c2, _MM_PERM_DDBB), M1);
+    const V hi0 = _mm512_mask_shuffle_epi32(po0, 0x5555, pe0, _MM_PERM_DDBB);  // high halves
+    const V lo0 = _mm512_mask_shuffle_epi32(pe0, 0xAAAA, po0, _MM_PERM_CCAA);  // low halves
+    const V hi1 = _mm512_mask_shuffle_epi32(po1, 0x5555, pe1, _MM_PERM_DDBB);
+    const V lo1 = _mm512_mask_shuffle_epi32(pe1, 0xAAAA, po1, _MM_PERM_CCAA);
+    c0 = _mm512_ternarylogic_epi32(hi1, c1, ka, 0x96);  // three-way xor
+    c2 = _mm512_ternarylogic_epi32(hi0, c3, kb, 0x96);
+    c1 = lo1;
+    c3 = lo0;
+  }
 };
-__attribute__((noinline)) Counters16 counters16_wrapping(uint64_t j) {  // the low word wraps inside
-  alignas(64) uint32_t lo[16], hi[16];
-  for (int i = 0; i < 16; i++) lo[i] = uint32_t(j + uint64_t(i)), hi[i] = uint32_t((j + uint64_t(i)) >> 32);
-  return {_mm512_load_si512(lo), _mm512_load_si512(hi)};
-}
-inline Counters16 counters16(uint64_t j) {
-  if (__builtin_expect(uint32_t(j) > 0xFFFFFFFFu - 15u, 0)) return counters16_wrapping(j);
-  return {_mm512_add_epi32(_mm512_set1_epi32(int(uint32_t(j))),
-                           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
-          _mm512_set1_epi32(int(uint32_t(j >> 32)))};
-}
+#elif defined(__AVX2__)
+#define ZO_PHILOX_LANES 1
+struct Lanes {  // 8 counters
+  using V = __m256i;
+  static constexpr int kN = 8;
+  static V set1(uint32_t x) { return _mm256_set1_epi32(int(x)); }
+  static V iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+  static V add(V a, V b) { return _mm256_add_epi32(a, b); }
+  static V load(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const V*>(p)); }
+  static void store(uint32_t* p, V v) { _mm256_storeu_si256(reinterpret_cast<V*>(p), v); }
+  static void round(V& c0, V& c1, V& c2, V& c3, V ka, V kb) {
+    constexpr int kOdd = _MM_SHUFFLE(3, 3, 1, 1), kEven = _MM_SHUFFLE(2, 2, 0, 0);
+    const V M0 = set1(0xD2511F53u), M1 = set1(0xCD9E8D57u);
+    const V pe0 = _mm256_mul_epu32(c0, M0), po0 = _mm256_mul_epu32(_mm256_shuffle_epi32(c0, kOdd), M0);
+    const V pe1 = _mm256_mul_epu32(c2, M1), po1 = _mm256_mul_epu32(_mm256_shuffle_epi32(c2, kOdd), M1);
+    const V hi0 = _mm256_blend_epi32(_mm256_shuffle_epi32(pe0, kOdd), po0, 0xAA);
+    const V lo0 = _mm256_blend_epi32(pe0, _mm256_shuffle_epi32(po0, kEven), 0xAA);
+    const V hi1 = _mm256_blend_epi32(_mm256_shuffle_epi32(pe1, kOdd), po1, 0xAA);
+    const V lo1 = _mm256_blend_epi32(pe1, _mm256_shuffle_epi32(po1, kEven), 0xAA);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), ka);
+    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), kb);
+    c1 = lo1;
+    c3 = lo0;
+  }
+};
+#endif
 
-// One Philox round on 16 counters: (c0, c1, c2, c3) <- (hi(M1 c2) ^ c1 ^ ka, lo(M1 c2), hi(M0 c0) ^ c3 ^ kb,
-// lo(M0 c0)). vpmuludq forms the 32x32->64 products of the even lanes; the odd lanes are first
-// moved down by a shuffle, and the halves are put back in place by masked shuffles, so the shift
-// port is left to the multiplies (1.5x the rate of shifts and blends on the machines measured).
-inline void philox_round16(__m512i& c0, __m512i& c1, __m512i& c2, __m512i& c3, __m512i ka, __m512i kb) {
-  const __m512i M0 = _mm512_set1_epi32(int(0xD2511F53u)), M1 = _mm512_set1_epi32(int(0xCD9E8D57u));
-  const __m512i pe0 = _mm512_mul_epu32(c0, M0), po0 = _mm512_mul_epu32(_mm512_shuffle_epi32(c0, _MM_PERM_DDBB), M0);
-  const __m512i pe1 = _mm512_mul_epu32(c2, M1), po1 = _mm512_mul_epu32(_mm512_shuffle_epi32(c2, _MM_PERM_DDBB), M1);
-  const __m512i hi0 = _mm512_mask_shuffle_epi32(po0, 0x5555, pe0, _MM_PERM_DDBB);  // high halves
-  const __m512i lo0 = _mm512_mask_shuffle_epi32(pe0, 0xAAAA, po0, _MM_PERM_CCAA);  // low halves
-  const __m512i hi1 = _mm512_mask_shuffle_epi32(po1, 0x5555, pe1, _MM_PERM_DDBB);
-  const __m512i lo1 = _mm512_mask_shuffle_epi32(pe1, 0xAAAA, po1, _MM_PERM_CCAA);
-  c0 = _mm512_ternarylogic_epi32(hi1, c1, ka, 0x96);  // three-way xor
-  c2 = _mm512_ternarylogic_epi32(hi0, c3, kb, 0x96);
-  c1 = lo1;
-  c3 = lo0;
+#ifdef ZO_PHILOX_LANES
+using LV = Lanes::V;
+// Counters j .. j + kN - 1: their low words (lo) and high words (hi).
+struct CounterWords {
+  LV lo, hi;
+};
+__attribute__((noinline)) CounterWords counters_wrapping(uint64_t j) {  // the low word wraps inside
+  alignas(64) uint32_t lo[Lanes::kN], hi[Lanes::kN];
+  for (int i = 0; i < Lanes::kN; i++) lo[i] = uint32_t(j + uint64_t(i)), hi[i] = uint32_t((j + uint64_t(i)) >> 32);
+  return {Lanes::load(lo), Lanes::load(hi)};
+}
+inline CounterWords counters(uint64_t j) {
+  if (__builtin_expect(uint32_t(j) > 0xFFFFFFFFu - uint32_t(Lanes::kN - 1), 0)) return counters_wrapping(j);
+  return {Lanes::add(Lanes::set1(uint32_t(j)), Lanes::iota()), Lanes::set1(uint32_t(j >> 32))};
 }
 #endif
 
@@ -56,30 +95,31 @@ inline void philox_round16(__m512i& c0, __m512i& c1, __m512i& c2, __m512i& c3, _
 void philox_words(uint32_t* w0, uint32_t* w1, uint32_t* w2, uint32_t* w3, uint64_t j0, size_t m, uint32_t k0,
                   uint32_t k1, uint32_t t0, uint32_t t1) {
   size_t k = 0;
-#ifdef __AVX512F__
-  // 2 x 16 counters per step: two independent chains of rounds keep both vector ports busy.
-  __m512i ka[10], kb[10];
+#ifdef ZO_PHILOX_LANES
+  // Two vectors of counters per step: two independent chains of rounds keep both vector ports busy.
+  constexpr size_t N = Lanes::kN;
+  LV ka[10], kb[10];
   for (uint32_t r = 0, a = k0, b = k1; r < 10; r++, a += 0x9E3779B9u, b += 0xBB67AE85u)
-    ka[r] = _mm512_set1_epi32(int(a)), kb[r] = _mm512_set1_epi32(int(b));
-  const __m512i c2_0 = _mm512_set1_epi32(int(t0)), c3_0 = _mm512_set1_epi32(int(t1));
-  for (; k + 32 <= m; k += 32) {
-    Counters16 x = counters16(j0 + k), y = counters16(j0 + k + 16);
-    __m512i a0 = x.lo, a1 = x.hi, a2 = c2_0, a3 = c3_0, b0 = y.lo, b1 = y.hi, b2 = c2_0, b3 = c3_0;
+    ka[r] = Lanes::set1(a), kb[r] = Lanes::set1(b);
+  const LV c2_0 = Lanes::set1(t0), c3_0 = Lanes::set1(t1);
+  auto store = [&](size_t at, LV a0, LV a1, LV a2, LV a3) {
+    Lanes::store(w0 + at, a0), Lanes::store(w1 + at, a1), Lanes::store(w2 + at, a2), Lanes::store(w3 + at, a3);
+  };
+  for (; k + 2 * N <= m; k += 2 * N) {
+    CounterWords x = counters(j0 + k), y = counters(j0 + k + N);
+    LV a0 = x.lo, a1 = x.hi, a2 = c2_0, a3 = c3_0, b0 = y.lo, b1 = y.hi, b2 = c2_0, b3 = c3_0;
     for (int r = 0; r < 10; r++) {
-      philox_round16(a0, a1, a2, a3, ka[r], kb[r]);
-      philox_round16(b0, b1, b2, b3, ka[r], kb[r]);
+      Lanes::round(a0, a1, a2, a3, ka[r], kb[r]);
+      Lanes::round(b0, b1, b2, b3, ka[r], kb[r]);
     }
-    _mm512_storeu_si512(w0 + k, a0), _mm512_storeu_si512(w1 + k, a1);
-    _mm512_storeu_si512(w2 + k, a2), _mm512_storeu_si512(w3 + k, a3);
-    _mm512_storeu_si512(w0 + k + 16, b0), _mm512_storeu_si512(w1 + k + 16, b1);
-    _mm512_storeu_si512(w2 + k + 16, b2), _mm512_storeu_si512(w3 + k + 16, b3);
+    store(k, a0, a1, a2, a3);
+    store(k + N, b0, b1, b2, b3);
   }
-  for (; k + 16 <= m; k += 16) {
-    Counters16 x = counters16(j0 + k);
-    __m512i a0 = x.lo, a1 = x.hi, a2 = c2_0, a3 = c3_0;
-    for (int r = 0; r < 10; r++) philox_round16(a0, a1, a2, a3, ka[r], kb[r]);
-    _mm512_storeu_si512(w0 + k, a0), _mm512_storeu_si512(w1 + k, a1);
-    _mm512_storeu_si512(w2 + k, a2), _mm512_storeu_si512(w3 + k, a3);
+  for (; k + N <= m; k += N) {
+    CounterWords x = counters(j0 + k);
+    LV a0 = x.lo, a1 = x.hi, a2 = c2_0, a3 = c3_0;
+    for (int r = 0; r < 10; r++) Lanes::round(a0, a1, a2, a3, ka[r], kb[r]);
+    store(k, a0, a1, a2, a3);
   }
 #endif
   for (; k < m; k++) {
