@@ -8,7 +8,10 @@ and pinned host-to-device measured in the same process), and for an offloaded ru
 max(resident step time of the same shape, bytes / measured rate) and its step time over that bound
 (the issue's target: <= 1.10). GEMM: the step's GEMM FLOPs over its time against cuBLAS's rate on
 the model's largest GEMM in the same run, for the whole step and for the GEMM calls alone (CUDA events
-around each). Memory: the engine's peak and the whole device's.
+around each). Memory: the engine's peak and the whole device's. Host floor (offloaded runs): the
+least time the host needs per step at its rates measured in the same run, max(8 bytes per streamed
+weight at its read-modify-write rate, the streamed weights' z at its z rate); docs/ARCHITECTURE.md,
+"ZO2 streaming", explains why this, not the link, bounds the offloaded step.
 """
 import json
 import os
@@ -42,7 +45,7 @@ def main():
     resident = {r["shape"]: r["seconds_per_step"] for r in runs
                 if "seconds_per_step" in r and r.get("device", {}).get("plan", {}).get("streamed_blocks", 1) == 0}
     hdr = ["run", "blocks res/str", "s/step", "tokens/s", "H2D GB/step", "GB/s achieved", "GB/s pinned",
-           "bound s", "step/bound", "compute/step", "host upd s", "GEMM TFLOP/s", "% cuBLAS", "in-GEMM % cuBLAS", "dev peak GiB", "dev used GiB",
+           "bound s", "step/bound", "compute/step", "host upd s", "host floor s", "GEMM TFLOP/s", "% cuBLAS", "in-GEMM % cuBLAS", "dev peak GiB", "dev used GiB",
            "host RSS GiB"]
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
@@ -61,10 +64,12 @@ def main():
             b = max(resident.get(r["shape"], 0), rb)
             bound = f"{b:.3f}"
             ratio = f"{s / b:.2f}" if b > 0 else "-"
+        hf = d.get("host_floor")  # max(f32 masters read + written, z made) at the host's measured rates
+        floor = f"{hf['seconds_per_step']:.3f}" if hf else "-"
         print(f"| {r['name']} | {pl.get('resident_blocks', '-')}/{pl.get('streamed_blocks', '-')} | {s:.3f} | "
               f"{r.get('tokens_per_second', 0):.0f} | {gb:.2f} | {ln.get('h2d_achieved_gb_s', 0):.1f} | "
               f"{ln.get('h2d_pinned_measured_gb_s', 0):.1f} | {bound} | {ratio} | {d.get('overlap', 0):.2f} | "
-              f"{d.get('host_update_seconds_per_step', 0):.3f} | {gm.get('step_tflops', 0):.1f} | "
+              f"{d.get('host_update_seconds_per_step', 0):.3f} | {floor} | {gm.get('step_tflops', 0):.1f} | "
               f"{100 * gm.get('fraction_of_cublas', 0):.0f} | {100 * gm.get('in_gemm_fraction_of_cublas', 0):.0f} | "
               f"{st.get('device_peak_bytes', 0) / 2**30:.2f} | "
               f"{st.get('device_used_peak_bytes', 0) / 2**30:.2f} | {r.get('peak_rss_bytes', 0) / 2**30:.1f} |")

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/perturb.h"
 #include "core/philox.h"
 #include "core/wire.h"
 #include "models/load.h"
@@ -35,6 +36,31 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 std::string tmp_dir() {
   const char* t = std::getenv("TMPDIR");
   return t && *t ? t : "/tmp";
+}
+
+// What the host can do for the streaming engine's updater, measured now on all OpenMP threads: the
+// rate of a read-modify-write pass over f32 (8 bytes per element, the least any update of f32
+// masters in host memory moves) and of z generation (the run's distribution). Each is the best of
+// three passes over buffers far larger than the caches (1 GiB; z: 256 Mi values into 1 GiB).
+struct HostRates {
+  double rmw_gb_s = 0, z_gvalues_s = 0;
+};
+HostRates measure_host_rates(Dist dist) {
+  const size_t n = size_t(256) << 20;
+  std::vector<float> w(n, 1.0f);
+  HostRates r;
+  for (int k = 0; k < 3; k++) {
+    auto t0 = Clock::now();
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < long(n); i++) w[size_t(i)] = w[size_t(i)] + 1e-7f;
+    r.rmw_gb_s = std::max(r.rmw_gb_s, 8.0 * double(n) / since(t0) / 1e9);
+  }
+  for (int k = 0; k < 3; k++) {
+    auto t0 = Clock::now();
+    fill_z(w.data(), uint64_t(k), 7, 0, n, dist);
+    r.z_gvalues_s = std::max(r.z_gvalues_s, double(n) / since(t0) / 1e9);
+  }
+  return r;
 }
 
 // Storage I/O of this process so far (/proc/self/io): bytes that really went to or came from disk.
@@ -203,6 +229,22 @@ int bench_train(const BenchTrainArgs& a) {
   nlohmann::json devj;
   if (dev) {  // the device's own counters over the timed steps (reset at the first of them)
     devj = {{"kind", "cuda"}, {"name", cuda_device_name()}, {"plan", dev->plan()}, {"stats", dev->stats()}};
+    const int streamed = devj["plan"].value("streamed_blocks", 0);
+    if (streamed > 0 && spsa) {
+      // The host's floor for an offloaded step (docs/ARCHITECTURE.md, "ZO2 streaming"): every streamed
+      // weight's f32 master read and written, and its z made again, per step and direction.
+      size_t sw = 0;
+      for (const Param& p : m.params)
+        if (p.block >= m.cfg.n_layers - streamed) sw += p.numel;
+      const HostRates hr = measure_host_rates(so.dist);
+      const double mem_s = 8.0 * double(sw) / (hr.rmw_gb_s * 1e9), z_s = double(sw) / (hr.z_gvalues_s * 1e9);
+      devj["host_floor"] = {{"streamed_weights", sw},
+                            {"rmw_gb_s", hr.rmw_gb_s},
+                            {"z_gvalues_s", hr.z_gvalues_s},
+                            {"memory_seconds_per_step", mem_s},
+                            {"z_seconds_per_step", z_s},
+                            {"seconds_per_step", std::max(mem_s, z_s)}};
+    }
   }
   if (spsa) spsa->flush();
   const auto io1 = io_bytes();
@@ -280,6 +322,14 @@ int bench_train(const BenchTrainArgs& a) {
     std::printf("%s %s: %.3f steps/s, %.0f tokens/s, peak RSS %.0f MiB (weights %.0f MiB)\n", j["shape"].get<std::string>().c_str(),
                 a.mode.c_str(), a.steps / timed, tokens / timed, double(peak_rss_bytes()) / 1048576.0,
                 double(m.bytes()) / 1048576.0);
+    if (devj.contains("host_floor")) {
+      const auto& f = devj["host_floor"];
+      std::printf("offload: host updater %.3f s/step; the host's floor %.3f s/step (f32 masters read and written at "
+                  "%.1f GB/s: %.3f s; z at %.2f G values/s: %.3f s)\n",
+                  devj["host_update_seconds_per_step"].get<double>(), f["seconds_per_step"].get<double>(),
+                  f["rmw_gb_s"].get<double>(), f["memory_seconds_per_step"].get<double>(),
+                  f["z_gvalues_s"].get<double>(), f["z_seconds_per_step"].get<double>());
+    }
   }
   return 0;
 }
