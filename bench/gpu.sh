@@ -139,7 +139,7 @@ PROBE_OBJ=$(objname "$ROOT/bench/gpu_probe.cu")
 queue cxx "$ROOT/bench/host_probe.cpp"
 HPROBE_OBJ=$(objname "$ROOT/bench/host_probe.cpp")
 wait
-LINK=(-arch=sm_$ARCH -lcublas -Xcompiler -fopenmp)
+LINK=(-arch=sm_$ARCH -lcublas -ldl -Xcompiler -fopenmp)  # -lcublas: loaded at start here (zo dlopens it otherwise)
 link() {  # out objs...
   local out=$1
   shift

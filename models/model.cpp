@@ -15,6 +15,7 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "core/error.h"
 
@@ -263,6 +264,25 @@ void Model::loaded(const Param& p) const {
 }
 
 size_t Model::resident_bytes() const {
+  if (!map_) return 0;
+  const size_t pg = size_t(::sysconf(_SC_PAGESIZE));
+  const size_t first = reinterpret_cast<uintptr_t>(map_) / pg, pages = (map_bytes_ + pg - 1) / pg;
+  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return resident_bytes_smaps();
+  std::vector<uint64_t> entries(std::min<size_t>(pages, size_t(1) << 16));
+  size_t present = 0, done = 0;
+  while (done < pages) {
+    const size_t k = std::min(entries.size(), pages - done);
+    const ssize_t got = ::pread(fd, entries.data(), k * sizeof(uint64_t), off_t((first + done) * sizeof(uint64_t)));
+    if (got != ssize_t(k * sizeof(uint64_t))) break;
+    for (size_t i = 0; i < k; i++) present += size_t(entries[i] >> 63);  // bit 63: page present
+    done += k;
+  }
+  ::close(fd);
+  return done == pages ? present * pg : resident_bytes_smaps();
+}
+
+size_t Model::resident_bytes_smaps() const {
   if (!map_) return 0;
   std::ifstream f("/proc/self/smaps");
   std::string line;

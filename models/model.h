@@ -92,9 +92,13 @@ class Model {
   void prefetch_block(int l) const;
   void release_block(int l, bool dirty) const;
   void loaded(const Param& p) const;
-  // Bytes of the arena resident in this process now (from /proc/self/smaps), and the largest value
-  // seen at a release_block() call since track_resident(true) (the fast tier's measured peak).
+  // Bytes of the arena resident in this process now, as the kernel reports them: the present bit of
+  // each page's /proc/self/pagemap entry (only this range's page tables are read), or, where pagemap
+  // cannot be read, the mapping's Rss in /proc/self/smaps (which walks and prints every mapping of
+  // the process: tens of milliseconds per call here). peak_resident_bytes(): the largest value seen
+  // at a release_block() call since track_resident(true) (the fast tier's measured peak).
   size_t resident_bytes() const;
+  size_t resident_bytes_smaps() const;
   void track_resident(bool on) const { track_ = on; peak_resident_ = 0; }
   size_t peak_resident_bytes() const { return peak_resident_; }
 

@@ -136,6 +136,23 @@ TEST(CudaOps, NormsActivationsRopeEmbeddings) {
     for (int c = 0; c < C; c++) ASSERT_EQ(e[i * C + size_t(c)], table[size_t(ids[i]) * C + size_t(c)]);
 }
 
+// cuBLAS is loaded on first use (core/cuda/ops.cu), not linked. Runs without a GPU too: the library
+// must load and its functions be found; without a device cublasCreate itself then reports that.
+TEST(CudaOps, CublasLoadsOnFirstUse) {
+  try {
+    void* h = cuda::cublas_create(nullptr);
+    EXPECT_NE(h, nullptr);
+    cuda::cublas_destroy(h);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find("cannot load cuBLAS"), std::string::npos) << what;
+    EXPECT_EQ(what.find("lacks"), std::string::npos) << what;
+    EXPECT_NE(what.find("cublas().create"), std::string::npos) << what;  // it was called, and failed
+    int n = 0;
+    EXPECT_NE(cudaGetDeviceCount(&n), cudaSuccess) << "a GPU is present, yet cublasCreate failed: " << what;
+  }
+}
+
 // Every tile-load path (core/cuda/ops.h AttnTileLoad) against the CPU kernel. Head sizes: 96 and 33
 // give a partial last lane group, 33 an odd row stride (the element path only), 16/32/80 rows of 4,
 // 8 and 20 16-byte pieces (several or part of a warp per row); `shift` starts keys and values one

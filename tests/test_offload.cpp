@@ -88,6 +88,25 @@ TEST(DiskTier, SameBitsAsInMemoryWithinTheRamBudget) {
   ASSERT_GT(block_bytes, size_t(900) * 1024);
   // Loading released every block: what stays resident is the globals (and partial pages).
   EXPECT_LT(disk.resident_bytes(), budget / 2);
+  // The fast tier's measure (this process's present pages of the mapping, from pagemap) against the
+  // kernel's own Rss accounting of the mapping in smaps: at rest, with block 1 read in, and released.
+  {
+    const size_t rest = disk.resident_bytes();
+    EXPECT_EQ(rest, disk.resident_bytes_smaps());
+    const Param* p1 = nullptr;
+    for (const Param& p : disk.params)
+      if (p.block == 1 && (!p1 || p.numel > p1->numel)) p1 = &p;
+    ASSERT_NE(p1, nullptr);
+    volatile float sink = 0;
+    const float* w = disk.f32_ptr(*p1);
+    for (size_t i = 0; i < p1->numel; i += 256) sink = sink + w[i];
+    const size_t in = disk.resident_bytes();
+    EXPECT_EQ(in, disk.resident_bytes_smaps());
+    EXPECT_GE(in, rest + p1->numel * 4 - 2 * 4096) << "reading a tensor of block 1 mapped its pages in";
+    disk.release_block(1, false);
+    EXPECT_EQ(disk.resident_bytes(), rest);
+    EXPECT_EQ(disk.resident_bytes_smaps(), rest);
+  }
 
   auto want = train(ram, 4);
   disk.track_resident(true);

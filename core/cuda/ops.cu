@@ -1,9 +1,11 @@
 // The forward pass's kernels on the device. Straightforward first versions (one block per row,
 // one warp per query), checked against the CPU reference; speed work follows on a GPU.
 #include <cublas_v2.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
+#include <string>
 
 #include "core/cuda/check.h"
 #include "core/cuda/ops.h"
@@ -13,12 +15,63 @@ namespace {
 
 constexpr int kThreads = 256;
 
+const char* cublas_status_name(cublasStatus_t st) {
+  switch (st) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED (no usable GPU?)";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "an unlisted status";
+  }
+}
+
 #define ZO_CUBLAS_CHECK(call)                                                                   \
   do {                                                                                          \
     cublasStatus_t zo_st_ = (call);                                                             \
     if (zo_st_ != CUBLAS_STATUS_SUCCESS)                                                        \
-      ::zo::fail("cuBLAS call {} failed at {}:{}: status {}", #call, __FILE__, __LINE__, int(zo_st_)); \
+      ::zo::fail("cuBLAS call {} failed at {}:{}: {} ({})", #call, __FILE__, __LINE__,           \
+                 cublas_status_name(zo_st_), int(zo_st_));                                       \
   } while (0)
+
+// cuBLAS is opened on first use, not linked: a process that links libcublas pays about 210 MiB of
+// resident memory at startup for its initializers (measured on an empty program with the CUDA 13
+// toolkit), which every CPU-only zo run would carry. The four entry points zo calls, resolved once.
+struct CublasApi {
+  decltype(&cublasCreate_v2) create;
+  decltype(&cublasDestroy_v2) destroy;
+  decltype(&cublasSetStream_v2) set_stream;
+  // The exported C symbol (the header adds an inline C++ overload taking a cudaDataType compute type).
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                            const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
+                            cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+};
+
+const CublasApi& cublas() {
+  static const CublasApi api = [] {
+    const std::string so = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+    void* h = ::dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+#ifdef ZO_CUDA_LIB_DIR
+    if (!h) h = ::dlopen((std::string(ZO_CUDA_LIB_DIR) + "/" + so).c_str(), RTLD_NOW | RTLD_LOCAL);
+#endif
+    if (!h) fail("cannot load cuBLAS ({}): {}; add the CUDA toolkit's library folder to LD_LIBRARY_PATH", so, ::dlerror());
+    auto sym = [&](const char* name) {
+      void* f = ::dlsym(h, name);
+      if (!f) fail("cuBLAS ({}) lacks {}: a toolkit older than zo was built with?", so, name);
+      return f;
+    };
+    CublasApi a;
+    a.create = reinterpret_cast<decltype(a.create)>(sym("cublasCreate_v2"));
+    a.destroy = reinterpret_cast<decltype(a.destroy)>(sym("cublasDestroy_v2"));
+    a.set_stream = reinterpret_cast<decltype(a.set_stream)>(sym("cublasSetStream_v2"));
+    a.gemm_ex = reinterpret_cast<decltype(a.gemm_ex)>(sym("cublasGemmEx"));
+    return a;
+  }();
+  return api;
+}
 
 void check_launch(const char* what) {
   cudaError_t e = cudaGetLastError();
@@ -302,12 +355,12 @@ __global__ void lse_kernel(double* lse, const float* logits, int V) {
 
 void* cublas_create(void* stream) {
   cublasHandle_t h = nullptr;
-  ZO_CUBLAS_CHECK(cublasCreate(&h));
-  ZO_CUBLAS_CHECK(cublasSetStream(h, static_cast<cudaStream_t>(stream)));
+  ZO_CUBLAS_CHECK(cublas().create(&h));
+  ZO_CUBLAS_CHECK(cublas().set_stream(h, static_cast<cudaStream_t>(stream)));
   return h;
 }
 
-void cublas_destroy(void* handle) { cublasDestroy(static_cast<cublasHandle_t>(handle)); }
+void cublas_destroy(void* handle) { cublas().destroy(static_cast<cublasHandle_t>(handle)); }
 
 void linear(void* handle, float* y, const float* x, const float* W, const float* b, int M, int N, int K,
             bool accumulate, GemmMode mode, void* stream) {
@@ -325,7 +378,7 @@ void linear(void* handle, float* y, const float* x, const float* W, const float*
   cublasComputeType_t ct = mode == GemmMode::F32 ? CUBLAS_COMPUTE_32F
                            : mode == GemmMode::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                     : CUBLAS_COMPUTE_32F_FAST_16BF;
-  ZO_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, W, CUDA_R_32F, K, x, CUDA_R_32F, K,
+  ZO_CUBLAS_CHECK(cublas().gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, W, CUDA_R_32F, K, x, CUDA_R_32F, K,
                                &beta, y, CUDA_R_32F, N, ct, CUBLAS_GEMM_DEFAULT));
 }
 
