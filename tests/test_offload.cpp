@@ -200,7 +200,9 @@ TEST(Residency, FusedHostUpdateAndEncodeMatchesTheTwoPasses) {
       EXPECT_EQ(std::memcmp(w.data(), w2.data(), n * 4), 0);
       EXPECT_EQ(std::memcmp(m.data(), m2.data(), n * 4), 0);
       EXPECT_EQ(a, b) << wire_name(t);
-      if (t == WireDType::FP8) EXPECT_EQ(sa, sb);
+      if (t == WireDType::FP8) {
+        EXPECT_EQ(sa, sb);
+      }
     }
   }
 }
