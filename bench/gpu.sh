@@ -180,7 +180,7 @@ done
 echo "$tests" | tee -a "$OUT/log.txt"
 
 # compute-sanitizer's memcheck over the engine on two tiny models (out-of-bounds and misaligned
-# accesses, API errors), where the image has it.
+# accesses, API errors), and racecheck over attention, where the image has it.
 memcheck="not run"
 if command -v compute-sanitizer > /dev/null && [[ -x "$B/test_cuda_forward" ]] && (( $(elapsed) < BUDGET_S / 2 )); then
   step "memcheck"
@@ -194,6 +194,13 @@ if command -v compute-sanitizer > /dev/null && [[ -x "$B/test_cuda_forward" ]] &
     timeout 60 compute-sanitizer --tool memcheck --error-exitcode 3 "$B/test_cuda_ops" \
       --gtest_filter='CudaOps.CausalAttention*' >> "$OUT/memcheck.txt" 2>&1
     rc=$?
+  fi
+  # racecheck: shared-memory hazards between attention's tiles (memcheck does not see them).
+  if [[ $rc == 0 && -x "$B/test_cuda_ops" ]] && (( $(elapsed) < BUDGET_S / 2 )); then
+    timeout 90 compute-sanitizer --tool racecheck --error-exitcode 3 "$B/test_cuda_ops" \
+      --gtest_filter='CudaOps.CausalAttention*' >> "$OUT/memcheck.txt" 2>&1
+    rc=$?
+    [[ $rc == 0 ]] && echo "racecheck: clean (attention)" >> "$OUT/log.txt"
   fi
   grep -q "PASSED.* [1-9][0-9]* test" "$OUT/memcheck.txt" || rc="no test ran"
   memcheck=$([[ $rc == 0 ]] && echo clean || echo "exit $rc ($(grep -c 'Invalid\|ERROR SUMMARY' "$OUT/memcheck.txt") lines flagged)")

@@ -42,8 +42,13 @@ def main():
     if att:  # OPT-13B's attention for one block and version, per way of loading the key/value tiles
         print("attention tile loads, ms: " + ", ".join(f"{k} {v:.3f}" for k, v in att.items()))
     print()
-    resident = {r["shape"]: r["seconds_per_step"] for r in runs
-                if "seconds_per_step" in r and r.get("device", {}).get("plan", {}).get("streamed_blocks", 1) == 0}
+    # The bound's compute time: the resident run of the same shape and direction distribution, else of
+    # the same shape.
+    resident = {}
+    for r in runs:
+        if "seconds_per_step" in r and r.get("device", {}).get("plan", {}).get("streamed_blocks", 1) == 0:
+            resident[(r["shape"], r.get("dist", "gaussian"))] = r["seconds_per_step"]
+            resident.setdefault(r["shape"], r["seconds_per_step"])
     hdr = ["run", "blocks res/str", "s/step", "tokens/s", "H2D GB/step", "GB/s achieved", "GB/s pinned",
            "bound s", "step/bound", "compute/step", "host upd s", "host floor s", "GEMM TFLOP/s", "% cuBLAS", "in-GEMM % cuBLAS", "dev peak GiB", "dev used GiB",
            "host RSS GiB"]
@@ -61,7 +66,7 @@ def main():
         bound, ratio = "-", "-"
         if pl.get("streamed_blocks", 0) > 0:
             rb = ln.get("h2d_bound_seconds_per_step", 0)
-            b = max(resident.get(r["shape"], 0), rb)
+            b = max(resident.get((r["shape"], r.get("dist", "gaussian")), resident.get(r["shape"], 0)), rb)
             bound = f"{b:.3f}"
             ratio = f"{s / b:.2f}" if b > 0 else "-"
         hf = d.get("host_floor")  # max(f32 masters read + written, z made) at the host's measured rates

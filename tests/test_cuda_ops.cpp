@@ -154,9 +154,10 @@ TEST(CudaOps, CublasLoadsOnFirstUse) {
 }
 
 // Every tile-load path (core/cuda/ops.h AttnTileLoad) against the CPU kernel. Head sizes: 96 and 33
-// give a partial last lane group, 33 an odd row stride (the element path only), 16/32/80 rows of 4,
-// 8 and 20 16-byte pieces (several or part of a warp per row); `shift` starts keys and values one
-// float past a 16-byte boundary, where the float4 paths must fall back.
+// give a partial last lane group, 33 an odd row stride (the element path only), 16/32/80/40 rows of
+// 4, 8, 20 and 10 16-byte pieces (several or part of a warp per row; 40: three rows per warp pass,
+// which does not divide the tile); `shift` starts keys and values one float past a 16-byte
+// boundary, where the float4 paths must fall back. Each case also checks which path ran.
 TEST(CudaOps, CausalAttentionWithGqaAndAPrefix) {
   REQUIRE_GPU();
   struct Case {
@@ -164,7 +165,8 @@ TEST(CudaOps, CausalAttentionWithGqaAndAPrefix) {
   };
   const cuda::AttnTileLoad before = cuda::attention_tile_load();
   for (cuda::AttnTileLoad load : {cuda::AttnTileLoad::Scalar, cuda::AttnTileLoad::Float4, cuda::AttnTileLoad::Float4Prefetch})
-  for (Case c : {Case{64, 0}, Case{128, 0}, Case{96, 0}, Case{33, 0}, Case{16, 0}, Case{32, 0}, Case{80, 0}, Case{64, 1}}) {
+  for (Case c : {Case{64, 0}, Case{128, 0}, Case{96, 0}, Case{33, 0}, Case{16, 0}, Case{32, 0}, Case{80, 0}, Case{40, 0},
+                 Case{64, 1}}) {
     SCOPED_TRACE(std::string(cuda::attention_tile_load_name(load)) + " head_dim " + std::to_string(c.D) + " shift " +
                  std::to_string(c.shift));
     cuda::set_attention_tile_load(load);
@@ -204,6 +206,8 @@ TEST(CudaOps, CausalAttentionWithGqaAndAPrefix) {
     AttnArgs* dev_args = nullptr;
     ZO_CUDA_CHECK(cudaMalloc(&dev_args, sizeof(AttnArgs) * gpu.size()));
     cuda::attention(gpu.data(), int(gpu.size()), dev_args, nullptr);
+    const bool float4_ok = c.D % 4 == 0 && c.shift == 0;
+    EXPECT_EQ(int(cuda::attention_last_tile_load()), int(float4_ok ? load : cuda::AttnTileLoad::Scalar));
     for (size_t s = 0; s < shapes.size(); s++) expect_close(keep[4 * s + 3]->host(), outs[s], 1e-4, 1e-5, "attention");
     cudaFree(dev_args);
   }

@@ -124,15 +124,21 @@ TEST(Perturb, RangesAreConsistent) {
 TEST(Perturb, BulkFillsAcrossTheCounterWordBoundary) {
   const size_t n = 1000, base = (size_t(1) << 34) - 517;
   std::vector<float> bulk(n);
-  for (Dist dist : {Dist::Gaussian, Dist::Rademacher})
-    for (size_t off : {size_t(0), size_t(1), size_t(64), size_t(130)}) {
-      fill_z(bulk.data(), 0x5eed, 0xabcdef, base + off, n - off, dist);
-      for (size_t i = 0; i + off < n; i++) {
-        float one;
-        fill_z(&one, 0x5eed, 0xabcdef, base + off + i, 1, dist);
-        ASSERT_EQ(bulk[i], one) << "element " << base + off + i;
-      }
+  auto check = [&](size_t first, size_t len, Dist dist) {
+    fill_z(bulk.data(), 0x5eed, 0xabcdef, first, len, dist);
+    for (size_t i = 0; i < len; i++) {
+      float one;
+      fill_z(&one, 0x5eed, 0xabcdef, first + i, 1, dist);
+      ASSERT_EQ(bulk[i], one) << "element " << first + i << " of a fill from " << first << ", " << len << " long";
     }
+  };
+  for (Dist dist : {Dist::Gaussian, Dist::Rademacher}) {
+    for (size_t off : {size_t(0), size_t(1), size_t(64), size_t(130)}) check(base + off, n - off, dist);
+    // Fills of 48 and 56 counter blocks starting 1 .. 60 blocks before the wrap: it then falls in the
+    // two-vector loop, the one-vector loop or the scalar tail, for 16- and for 8-lane vectors.
+    for (size_t blocks : {size_t(48), size_t(56)})
+      for (size_t before = 1; before <= 60; before++) check(((size_t(1) << 32) - before) * 4, 4 * blocks, dist);
+  }
 }
 
 // The update kernels against the formulas in float64 (f32 rounding allowed).

@@ -60,7 +60,7 @@ const CublasApi& cublas() {
     if (!h) fail("cannot load cuBLAS ({}): {}; add the CUDA toolkit's library folder to LD_LIBRARY_PATH", so, ::dlerror());
     auto sym = [&](const char* name) {
       void* f = ::dlsym(h, name);
-      if (!f) fail("cuBLAS ({}) lacks {}: a toolkit older than zo was built with?", so, name);
+      if (!f) fail("cuBLAS ({}) lacks {} ({}): a toolkit older than zo was built with?", so, name, ::dlerror());
       return f;
     };
     CublasApi a;
@@ -188,8 +188,8 @@ __host__ __device__ constexpr size_t attention_smem_floats(int D) {
   return size_t(kKeyTile) * key_stride(D) + size_t(kAttRows) * round4(D) + size_t(kKeyTile) * D;
 }
 
-// Four blocks per SM for the first two paths (at most 128 registers); the prefetching one holds 32
-// more floats per thread and gets what it needs.
+// Four blocks per SM for the first two paths (at most 128 registers); the prefetching one holds a
+// whole tile's rows per thread (16 float4, 64 floats) and gets what it needs.
 template <int DL, int LOAD>  // ceil(head_dim / 32); AttnTileLoad
 __global__ void __launch_bounds__(32 * kAttWarps, LOAD == 2 ? 1 : 4) attention_kernel(const AttnArgs* seqs) {
   extern __shared__ float4 smem4[];
@@ -222,9 +222,9 @@ __global__ void __launch_bounds__(32 * kAttWarps, LOAD == 2 ? 1 : 4) attention_k
   const int nk_block = min(a.n_kv, a.q_off + i0 + rows);  // the keys the block's last row sees
   const float4* q4 = reinterpret_cast<const float4*>(qs) + warp * kRowsPerWarp * (D4 / 4);
   const float4* k4 = reinterpret_cast<const float4*>(ks) + lane * (KS / 4);
-  // The float4 paths: this thread's rows of a tile are t_first + u * t_step, piece `piece` of each.
-  const bool vec = LOAD != 0 && D % 4 == 0 && a.ldk % 4 == 0 && a.ldv % 4 == 0 &&
-                   ((reinterpret_cast<uintptr_t>(a.k) | reinterpret_cast<uintptr_t>(a.v)) & 15u) == 0;
+  // The float4 paths (launched only where every sequence's rows are aligned: attention() checks):
+  // this thread's rows of a tile are t_first + u * t_step, piece `piece` of each.
+  constexpr bool vec = LOAD != 0;
   const int pieces = D4 / 4, rows_per_pass = 32 / pieces;  // D <= 128: pieces <= 32
   const int my_row = lane / pieces, piece = lane - my_row * pieces;
   const bool loader = vec && my_row < rows_per_pass;
@@ -254,13 +254,13 @@ __global__ void __launch_bounds__(32 * kAttWarps, LOAD == 2 ? 1 : 4) attention_k
       }
     }
   };
-  if (LOAD == 2 && vec) load_rows(0, 0);
+  if constexpr (LOAD == 2) load_rows(0, 0);
   for (int j0 = 0; j0 < nk_block; j0 += kKeyTile) {
     __syncthreads();  // the previous tile is consumed (and, the first time, qs is written)
     const int tk = min(kKeyTile, nk_block - j0);
-    if (LOAD == 2 && vec) {
+    if constexpr (LOAD == 2) {
       store_rows(tk, 0);
-    } else if (vec) {
+    } else if constexpr (LOAD == 1) {
       for (int u0 = 0; u0 < kLoads && t_first + u0 * t_step < kKeyTile; u0 += kHeld) {
         load_rows(j0, u0);
         store_rows(tk, u0);
@@ -274,7 +274,8 @@ __global__ void __launch_bounds__(32 * kAttWarps, LOAD == 2 ? 1 : 4) attention_k
       }
     }
     __syncthreads();
-    if (LOAD == 2 && vec && j0 + kKeyTile < nk_block) load_rows(j0 + kKeyTile, 0);  // in flight while this tile computes
+    if constexpr (LOAD == 2)
+      if (j0 + kKeyTile < nk_block) load_rows(j0 + kKeyTile, 0);  // in flight while this tile computes
     const int j = j0 + lane;
     float dot[kRowsPerWarp];
 #pragma unroll
@@ -356,7 +357,12 @@ __global__ void lse_kernel(double* lse, const float* logits, int V) {
 void* cublas_create(void* stream) {
   cublasHandle_t h = nullptr;
   ZO_CUBLAS_CHECK(cublas().create(&h));
-  ZO_CUBLAS_CHECK(cublas().set_stream(h, static_cast<cudaStream_t>(stream)));
+  try {
+    ZO_CUBLAS_CHECK(cublas().set_stream(h, static_cast<cudaStream_t>(stream)));
+  } catch (...) {
+    cublas().destroy(h);
+    throw;
+  }
   return h;
 }
 
@@ -428,7 +434,7 @@ void embed_rows(float* out, const float* table, const int32_t* ids, int N, int C
 }
 
 namespace {
-std::atomic<int> g_tile_load{int(AttnTileLoad::Scalar)};
+std::atomic<int> g_tile_load{int(AttnTileLoad::Scalar)}, g_last_load{int(AttnTileLoad::Scalar)};
 
 template <int LOAD>
 void launch_attention(int DL, dim3 grid, size_t shmem, cudaStream_t st, const AttnArgs* dev) {
@@ -468,13 +474,23 @@ void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev, void* stream) {
   dim3 grid(unsigned((max_nq + kAttRows - 1) / kAttRows), unsigned(n_seqs), unsigned(heads));
   const int DL = (D + 31) / 32;
   const size_t shmem = sizeof(float) * attention_smem_floats(D);
-  switch (attention_tile_load()) {
+  // The float4 paths need whole 16-byte pieces: head_dim % 4 == 0 and every key and value row of
+  // every sequence starting on 16 bytes; otherwise the element path runs.
+  bool aligned = D % 4 == 0;
+  for (int s = 0; s < n_seqs && aligned; s++)
+    aligned = seqs[s].ldk % 4 == 0 && seqs[s].ldv % 4 == 0 &&
+              ((reinterpret_cast<uintptr_t>(seqs[s].k) | reinterpret_cast<uintptr_t>(seqs[s].v)) & 15u) == 0;
+  const AttnTileLoad load = aligned ? attention_tile_load() : AttnTileLoad::Scalar;
+  switch (load) {
     case AttnTileLoad::Scalar: launch_attention<0>(DL, grid, shmem, st, dev); break;
     case AttnTileLoad::Float4: launch_attention<1>(DL, grid, shmem, st, dev); break;
     case AttnTileLoad::Float4Prefetch: launch_attention<2>(DL, grid, shmem, st, dev); break;
   }
+  g_last_load.store(int(load));
   check_launch("attention");
 }
+
+AttnTileLoad attention_last_tile_load() { return AttnTileLoad(g_last_load.load()); }
 
 void logsumexp_rows(double* lse, const float* logits, int M, int V, void* stream) {
   if (M <= 0) return;

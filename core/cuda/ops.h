@@ -41,6 +41,8 @@ void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev_args, void* strea
 enum class AttnTileLoad : int { Scalar = 0, Float4 = 1, Float4Prefetch = 2 };
 void set_attention_tile_load(AttnTileLoad t);
 AttnTileLoad attention_tile_load();
+// The path the last attention() call launched (the element path where alignment ruled float4 out).
+AttnTileLoad attention_last_tile_load();
 const char* attention_tile_load_name(AttnTileLoad t);
 // lse[r] = logsumexp(logits[r, :V]) accumulated in f64 (as the CPU).
 void logsumexp_rows(double* lse, const float* logits, int M, int V, void* stream);
