@@ -76,6 +76,51 @@ HostRates measure_host_rates(Dist dist) {
   return r;
 }
 
+// The human-readable lines after a run's summary line (--json carries the same and more): the
+// device's plan, links, compute and memory, the host's share of an offloaded step, the disk tier.
+// Reads only keys that are there.
+void print_offload_summary(const nlohmann::json& j) {
+  using nlohmann::json;
+  const double gib = double(1u << 30);
+  if (j.contains("device")) {
+    const json& d = j["device"];
+    const json pl = d.value("plan", json::object()), st = d.value("stats", json::object()),
+               ln = d.value("link", json::object()), gm = d.value("gemm", json::object());
+    const int res = pl.value("resident_blocks", 0), str = pl.value("streamed_blocks", 0);
+    std::printf("device: %s; %d blocks resident, %d streamed (wire %s, GEMMs %s)\n", d.value("name", "?").c_str(), res,
+                str, pl.value("wire", "?").c_str(), gm.value("mode", "?").c_str());
+    if (str > 0)
+      std::printf("  host->device: %.2f GB/step at %.1f GB/s while busy (pinned rate measured in this run %.1f GB/s): "
+                  "%.3f s/step at that rate\n",
+                  ln.value("h2d_bytes_per_step", 0.0) / 1e9, ln.value("h2d_achieved_gb_s", 0.0),
+                  ln.value("h2d_pinned_measured_gb_s", 0.0), ln.value("h2d_bound_seconds_per_step", 0.0));
+    std::printf("  compute: blocks %.3f s/step, overlap %.2f (block compute / step); GEMMs at %.0f%% of cuBLAS in the "
+                "calls, %.0f%% over the step\n",
+                d.value("block_compute_seconds_per_step", 0.0), d.value("overlap", 0.0),
+                100 * gm.value("in_gemm_fraction_of_cublas", 0.0), 100 * gm.value("fraction_of_cublas", 0.0));
+    std::printf("  memory: device peak %.2f GiB (engine), %.2f GiB (whole device, CUDA context included); host peak "
+                "RSS %.2f GiB\n",
+                st.value("device_peak_bytes", 0.0) / gib, st.value("device_used_peak_bytes", 0.0) / gib,
+                j.value("peak_rss_bytes", 0.0) / gib);
+    if (d.contains("host_floor")) {
+      const json& f = d["host_floor"];
+      std::printf("  host: updater %.3f s/step; its floor %.3f s/step (f32 masters read and written at %.1f GB/s: "
+                  "%.3f s; z at %.2f G values/s: %.3f s)\n",
+                  d.value("host_update_seconds_per_step", 0.0), f.value("seconds_per_step", 0.0),
+                  f.value("rmw_gb_s", 0.0), f.value("memory_seconds_per_step", 0.0), f.value("z_gvalues_s", 0.0),
+                  f.value("z_seconds_per_step", 0.0));
+    }
+  }
+  if (j.contains("offload")) {
+    const json& o = j["offload"];
+    std::printf("disk tier%s: masters %.0f MiB in a file; fast tier peak %.0f MiB (measured); storage %.0f MiB read, "
+                "%.0f MiB written per step; the file reads cold at %.2f GB/s\n",
+                o.value("cold", false) ? " (cold)" : "", o.value("masters_bytes", 0.0) / 1048576.0,
+                o.value("fast_tier_peak_bytes", 0.0) / 1048576.0, o.value("storage_read_bytes_per_step", 0.0) / 1048576.0,
+                o.value("storage_written_bytes_per_step", 0.0) / 1048576.0, o.value("cold_sequential_read_gb_s", 0.0));
+  }
+}
+
 // Storage I/O of this process so far (/proc/self/io): bytes that really went to or came from disk.
 std::pair<uint64_t, uint64_t> io_bytes() {
   std::ifstream f("/proc/self/io");
@@ -335,14 +380,7 @@ int bench_train(const BenchTrainArgs& a) {
     std::printf("%s %s: %.3f steps/s, %.0f tokens/s, peak RSS %.0f MiB (weights %.0f MiB)\n", j["shape"].get<std::string>().c_str(),
                 a.mode.c_str(), a.steps / timed, tokens / timed, double(peak_rss_bytes()) / 1048576.0,
                 double(m.bytes()) / 1048576.0);
-    if (devj.contains("host_floor")) {
-      const auto& f = devj["host_floor"];
-      std::printf("offload: host updater %.3f s/step; the host's floor %.3f s/step (f32 masters read and written at "
-                  "%.1f GB/s: %.3f s; z at %.2f G values/s: %.3f s)\n",
-                  devj["host_update_seconds_per_step"].get<double>(), f["seconds_per_step"].get<double>(),
-                  f["rmw_gb_s"].get<double>(), f["memory_seconds_per_step"].get<double>(),
-                  f["z_gvalues_s"].get<double>(), f["z_seconds_per_step"].get<double>());
-    }
+    print_offload_summary(j);
   }
   return 0;
 }
