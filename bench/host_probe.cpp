@@ -1,6 +1,7 @@
 // Host probe for bench/gpu.sh: what the streaming engine's host updater can do on this machine.
 // Per thread count (1, 2, 4, ... up to OpenMP's maximum): the rate of z generation in cache
-// (Gaussian, Philox), a STREAM-like triad's bandwidth over buffers far larger than the caches, and
+// (Gaussian, Philox) and of a read-modify-write pass (zo::measure_host_rates, the rates behind
+// `zo bench train`'s host floor), a STREAM-like triad's bandwidth over buffers far larger than the caches, and
 // the updater's own work (core/wire.h update_and_encode: SGD step plus re-encode) in ns per weight,
 // run from a std::thread as the engine runs it: Gaussian z with the bf16 and the fp8 wire, and
 // Rademacher z with bf16 (its z is Philox alone, no Box-Muller). Also the CPU time used over the wall time
@@ -22,6 +23,7 @@
 
 #include "core/perturb.h"
 #include "core/wire.h"
+#include "zo/bench.h"
 
 namespace {
 
@@ -54,7 +56,7 @@ std::string first_line(const char* path) {
 struct Row {
   int threads;
   double z_gvalues_s, triad_gb_s, update_ns_per_weight, update_parallelism, steal_s;
-  double update_fp8_ns, update_rademacher_ns;
+  double update_fp8_ns, update_rademacher_ns, rmw_gb_s;
 };
 
 }  // namespace
@@ -89,17 +91,11 @@ int main() {
   const long hz = sysconf(_SC_CLK_TCK);
   for (int t : counts) {
     omp_set_num_threads(t);
-    Row r{t, 0, 0, 0, 0, 0, 0, 0};
-    {  // z in cache: each thread refills its own 64 Ki values
-      const int reps = 64;
-      auto t0 = Clock::now();
-#pragma omp parallel
-      {
-        std::vector<float> z(size_t(1) << 16);
-        for (int k = 0; k < reps; k++)
-          zo::fill_z(z.data(), uint64_t(k), uint64_t(omp_get_thread_num()), 0, z.size(), zo::Dist::Gaussian);
-      }
-      r.z_gvalues_s = double(t) * reps * double(1 << 16) / since(t0) / 1e9;
+    Row r{t, 0, 0, 0, 0, 0, 0, 0, 0};
+    {  // z in cache and a read-modify-write pass: the rates behind bench train's host floor
+      const zo::HostRates hr = zo::measure_host_rates(zo::Dist::Gaussian);
+      r.z_gvalues_s = hr.z_gvalues_s;
+      r.rmw_gb_s = hr.rmw_gb_s;
     }
     {  // triad, best of 3
       double best = 1e30;
@@ -137,18 +133,19 @@ int main() {
   std::printf("host: %s | %d CPUs allowed, OpenMP max %d | avx512f %s, avx2 %s | cpu.max '%s'\n", model.c_str(), affinity,
               max_t, avx512 ? "yes" : "no", avx2 ? "yes" : "no", first_line("/sys/fs/cgroup/cpu.max").c_str());
   std::printf(
-      "| threads | z Gvalues/s (cache) | triad GB/s | update+bf16 ns/weight | CPU/wall | steal s | update+fp8 ns/weight "
-      "| Rademacher update+bf16 ns/weight |\n|---|---|---|---|---|---|---|---|\n");
+      "| threads | z Gvalues/s (cache) | triad GB/s | read-modify-write GB/s | update+bf16 ns/weight | CPU/wall | "
+      "steal s | update+fp8 ns/weight | Rademacher update+bf16 ns/weight |\n|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows)
-    std::printf("| %d | %.2f | %.1f | %.3f | %.1f | %.2f | %.3f | %.3f |\n", r.threads, r.z_gvalues_s, r.triad_gb_s,
-                r.update_ns_per_weight, r.update_parallelism, r.steal_s, r.update_fp8_ns, r.update_rademacher_ns);
+    std::printf("| %d | %.2f | %.1f | %.1f | %.3f | %.1f | %.2f | %.3f | %.3f |\n", r.threads, r.z_gvalues_s,
+                r.triad_gb_s, r.rmw_gb_s, r.update_ns_per_weight, r.update_parallelism, r.steal_s, r.update_fp8_ns,
+                r.update_rademacher_ns);
   std::ostringstream js;
   js << "{\"host\": \"" << model << "\", \"cpus_allowed\": " << affinity << ", \"omp_max\": " << max_t
      << ", \"avx512f\": " << (avx512 ? "true" : "false") << ", \"rows\": [";
   for (size_t i = 0; i < rows.size(); i++) {
     const Row& r = rows[i];
     js << (i ? ", " : "") << "{\"threads\": " << r.threads << ", \"z_gvalues_s\": " << r.z_gvalues_s
-       << ", \"triad_gb_s\": " << r.triad_gb_s << ", \"update_ns_per_weight\": " << r.update_ns_per_weight
+       << ", \"triad_gb_s\": " << r.triad_gb_s << ", \"rmw_gb_s\": " << r.rmw_gb_s << ", \"update_ns_per_weight\": " << r.update_ns_per_weight
        << ", \"cpu_over_wall\": " << r.update_parallelism << ", \"steal_s\": " << r.steal_s
        << ", \"update_fp8_ns_per_weight\": " << r.update_fp8_ns
        << ", \"update_rademacher_ns_per_weight\": " << r.update_rademacher_ns << "}";

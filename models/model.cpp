@@ -267,7 +267,9 @@ size_t Model::resident_bytes() const {
   if (!map_) return 0;
   const size_t pg = size_t(::sysconf(_SC_PAGESIZE));
   const size_t first = reinterpret_cast<uintptr_t>(map_) / pg, pages = (map_bytes_ + pg - 1) / pg;
-  std::vector<uint64_t> entries(std::min<size_t>(pages, size_t(1) << 16));
+  // Read in pieces of 64 Ki entries into a buffer kept per thread: this runs at every block release.
+  static thread_local std::vector<uint64_t> entries;
+  entries.resize(std::min<size_t>(pages, size_t(1) << 16));
   const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return resident_bytes_smaps();
   size_t present = 0, done = 0;

@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 
+#include "core/perturb.h"  // Dist
 #include "models/config.h"
 #include "models/model.h"
 
@@ -24,6 +25,16 @@ ModelConfig shape_config(const std::string& name);
 void fill_random(Model& m, uint64_t seed);
 // Resets the kernel's peak-RSS mark (VmHWM) so a measurement sees only its own peak.
 void reset_peak_rss();
+
+// What a host can do for the streaming engine's updater, on the current OpenMP threads (best of
+// three each): a read-modify-write pass over 1 GiB of f32 (8 bytes per element, the least any
+// update of f32 masters in host memory moves) and z generation in cache (each thread refilling its
+// own 64 Ki values, as the fused updater does). `zo bench train --device cuda` reports the floor
+// they set for an offloaded step; bench/host_probe.cpp prints them per thread count.
+struct HostRates {
+  double rmw_gb_s = 0, z_gvalues_s = 0;
+};
+HostRates measure_host_rates(Dist dist);
 
 struct BenchTrainArgs {
   std::string shape = "smollm-135m";  // or opt-125m; ignored with --model

@@ -39,43 +39,6 @@ std::string tmp_dir() {
   return t && *t ? t : "/tmp";
 }
 
-// What the host can do for the streaming engine's updater, measured now on all OpenMP threads: the
-// rate of a read-modify-write pass over f32 (8 bytes per element, the least any update of f32
-// masters in host memory moves) over 1 GiB, first touched by the threads that use it (NUMA), and
-// the rate of z generation (the run's distribution), each thread refilling its own 64 Ki values in
-// cache as the fused updater does. Best of three each.
-struct HostRates {
-  double rmw_gb_s = 0, z_gvalues_s = 0;
-};
-HostRates measure_host_rates(Dist dist) {
-  const size_t n = size_t(256) << 20;
-  std::unique_ptr<float[]> w(new float[n]);
-#pragma omp parallel for schedule(static)
-  for (long i = 0; i < long(n); i++) w[size_t(i)] = 1.0f;
-  HostRates r;
-  for (int k = 0; k < 3; k++) {
-    auto t0 = Clock::now();
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < long(n); i++) w[size_t(i)] = w[size_t(i)] + 1e-7f;
-    r.rmw_gb_s = std::max(r.rmw_gb_s, 8.0 * double(n) / since(t0) / 1e9);
-  }
-  const size_t per = size_t(1) << 16;
-  const int reps = 16;
-  for (int k = 0; k < 3; k++) {
-    int threads = 1;
-    auto t0 = Clock::now();
-#pragma omp parallel
-    {
-#pragma omp single
-      threads = omp_get_num_threads();
-      float* z = w.get() + size_t(omp_get_thread_num()) * per;  // n >> threads * per
-      for (int rep = 0; rep < reps; rep++) fill_z(z, uint64_t(k * reps + rep), 7, 0, per, dist);
-    }
-    r.z_gvalues_s = std::max(r.z_gvalues_s, double(threads) * reps * double(per) / since(t0) / 1e9);
-  }
-  return r;
-}
-
 // The human-readable lines after a run's summary line (--json carries the same and more): the
 // device's plan, links, compute and memory, the host's share of an offloaded step, the disk tier.
 // Reads only keys that are there.
@@ -157,6 +120,36 @@ double cold_read_bandwidth(int fd) {
   return sec > 0 ? double(total) / sec / 1e9 : 0.0;
 }
 }  // namespace
+
+// (zo/bench.h) The buffer is first touched by the threads that use it (NUMA placement).
+HostRates measure_host_rates(Dist dist) {
+  const size_t n = size_t(256) << 20;
+  std::unique_ptr<float[]> w(new float[n]);
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < long(n); i++) w[size_t(i)] = 1.0f;
+  HostRates r;
+  for (int k = 0; k < 3; k++) {
+    auto t0 = Clock::now();
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < long(n); i++) w[size_t(i)] = w[size_t(i)] + 1e-7f;
+    r.rmw_gb_s = std::max(r.rmw_gb_s, 8.0 * double(n) / since(t0) / 1e9);
+  }
+  const size_t per = size_t(1) << 16;
+  const int reps = 64;
+  for (int k = 0; k < 3; k++) {
+    int threads = 1;
+    auto t0 = Clock::now();
+#pragma omp parallel
+    {
+#pragma omp single
+      threads = omp_get_num_threads();
+      float* z = w.get() + size_t(omp_get_thread_num()) * per;  // n >> threads * per
+      for (int rep = 0; rep < reps; rep++) fill_z(z, uint64_t(k * reps + rep), 7, 0, per, dist);
+    }
+    r.z_gvalues_s = std::max(r.z_gvalues_s, double(threads) * reps * double(per) / since(t0) / 1e9);
+  }
+  return r;
+}
 
 int bench_train(const BenchTrainArgs& a) {
   ZO_CHECK(!a.data.empty() || a.seq_len > 0, "bench train: give --data (SST-2 JSONL) or --seq-len (random prompts)");
