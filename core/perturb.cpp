@@ -92,8 +92,12 @@ inline CounterWords counters(uint64_t j) {
 
 // Philox4x32-10 words of counter blocks j0 .. j0 + m - 1 of tensor (t0, t1) under key (k0, k1):
 // rng::philox4x32_10 over many counters at once (tests/test_perturb.cpp checks it against Random123).
+//
+// pf, when given: memory the caller touches next, 16 bytes per counter block (the f32 weights these
+// values will update). Its cache lines are prefetched as the rounds run, so that the caller's pass
+// over them finds them in cache: the memory traffic overlaps the arithmetic instead of following it.
 void philox_words(uint32_t* w0, uint32_t* w1, uint32_t* w2, uint32_t* w3, uint64_t j0, size_t m, uint32_t k0,
-                  uint32_t k1, uint32_t t0, uint32_t t1) {
+                  uint32_t k1, uint32_t t0, uint32_t t1, const char* pf = nullptr) {
   size_t k = 0;
 #ifdef ZO_PHILOX_LANES
   // Two vectors of counters per step: two independent chains of rounds keep both vector ports busy.
@@ -106,6 +110,8 @@ void philox_words(uint32_t* w0, uint32_t* w1, uint32_t* w2, uint32_t* w3, uint64
     Lanes::store(w0 + at, a0), Lanes::store(w1 + at, a1), Lanes::store(w2 + at, a2), Lanes::store(w3 + at, a3);
   };
   for (; k + 2 * N <= m; k += 2 * N) {
+    if (pf)  // 2N counter blocks: 32 N bytes of the caller's stream
+      for (size_t b = 0; b < 32 * N; b += 64) _mm_prefetch(pf + 16 * k + b, _MM_HINT_T0);
     CounterWords x = counters(j0 + k), y = counters(j0 + k + N);
     LV a0 = x.lo, a1 = x.hi, a2 = c2_0, a3 = c3_0, b0 = y.lo, b1 = y.hi, b2 = c2_0, b3 = c3_0;
     for (int r = 0; r < 10; r++) {
@@ -132,13 +138,13 @@ void philox_words(uint32_t* w0, uint32_t* w1, uint32_t* w2, uint32_t* w3, uint64
 // Counter blocks j0 .. j0 + nb - 1 into z[0, 4 nb). Philox words first, then the mapping, in two
 // simple loops the compiler vectorizes (16 counter blocks per AVX-512 step).
 template <Dist D>
-void z_blocks(float* z, uint64_t seed, uint64_t tid, uint64_t j0, size_t nb) {
+void z_blocks(float* z, uint64_t seed, uint64_t tid, uint64_t j0, size_t nb, const char* pf) {
   constexpr size_t kB = 256;
   alignas(64) uint32_t w0[kB], w1[kB], w2[kB], w3[kB];
   const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32), t0 = uint32_t(tid), t1 = uint32_t(tid >> 32);
   for (size_t base = 0; base < nb; base += kB) {
     const size_t m = std::min(kB, nb - base);
-    philox_words(w0, w1, w2, w3, j0 + base, m, k0, k1, t0, t1);
+    philox_words(w0, w1, w2, w3, j0 + base, m, k0, k1, t0, t1, pf ? pf + 16 * base : nullptr);
     float* out = z + 4 * base;
     if constexpr (D == Dist::Rademacher) {
       for (size_t k = 0; k < m; k++) {
@@ -166,8 +172,14 @@ void z_blocks(float* z, uint64_t seed, uint64_t tid, uint64_t j0, size_t nb) {
   }
 }
 
+const char* pf_at(const float* pf, size_t i) {
+  return pf ? reinterpret_cast<const char*>(pf + i) : nullptr;
+}
+
 // Serial fill of z[0, n) for elements begin .. begin + n - 1.
-void fill_serial(float* z, uint64_t seed, uint64_t tid, size_t begin, size_t n, Dist dist) {
+// pf: the n floats the caller updates next, prefetched while z is made (see philox_words).
+void fill_serial(float* z, uint64_t seed, uint64_t tid, size_t begin, size_t n, Dist dist,
+                 const float* pf = nullptr) {
   size_t i = 0;
   float tmp[4];
   if (begin % 4 != 0) {  // a partial first counter block
@@ -176,9 +188,9 @@ void fill_serial(float* z, uint64_t seed, uint64_t tid, size_t begin, size_t n, 
   }
   size_t nb = (n - i) / 4;
   if (dist == Dist::Gaussian)
-    z_blocks<Dist::Gaussian>(z + i, seed, tid, (begin + i) / 4, nb);
+    z_blocks<Dist::Gaussian>(z + i, seed, tid, (begin + i) / 4, nb, pf_at(pf, i));
   else
-    z_blocks<Dist::Rademacher>(z + i, seed, tid, (begin + i) / 4, nb);
+    z_blocks<Dist::Rademacher>(z + i, seed, tid, (begin + i) / 4, nb, pf_at(pf, i));
   i += 4 * nb;
   if (i < n) {  // a partial last one
     rng::z_block(tmp, seed, tid, (begin + i) / 4, dist);
@@ -223,7 +235,7 @@ void zo_update(float* w, float* m, size_t n, uint64_t tid, size_t begin, const U
   if (q <= 0) return;
   chunked(n, [&](size_t off, size_t len) {
     float z[kChunk], G[kChunk];
-    fill_serial(z, terms[0].seed, tid, begin + off, len, dist);
+    fill_serial(z, terms[0].seed, tid, begin + off, len, dist, w + off);
     for (size_t i = 0; i < len; i++) G[i] = terms[0].coef * z[i];
     for (int d = 1; d < q; d++) {
       fill_serial(z, terms[d].seed, tid, begin + off, len, dist);

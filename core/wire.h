@@ -79,9 +79,11 @@ uint8_t f32_to_fp8_e4m3(float f);
 
 // The element conversions of wire_encode over arrays, vectorized where the CPU allows (the same bits
 // as the scalar functions): dst[i] = f32_to_fp8_e4m3(src[i] / scale); dst[i] = f32_to_f16(src[i]),
-// false if a finite value overflowed to infinity.
+// false if a finite value overflowed to infinity; dst[i] = f32_to_bf16(src[i]), with streaming stores
+// on AVX-512 (dst is left out of the cache: it is meant for the device's DMA).
 void wire_fp8_codes(const float* src, size_t n, float scale, uint8_t* dst);
 bool wire_f16_codes(const float* src, size_t n, uint16_t* dst);
+void wire_bf16_codes(const float* src, size_t n, uint16_t* dst);
 
 // Encodes src[0, n) into dst (n * wire_size bytes) and, for fp8, scales[0, wire_groups(n)).
 // Returns false (having written everything) if a finite value did not fit the dtype (f16 only).

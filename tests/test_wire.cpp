@@ -125,8 +125,9 @@ TEST(Wire, Fp8SaturatesAndF16OverflowIsReported) {
 
 // The array conversions (vectorized where the CPU allows) against the scalar ones, which the tests
 // above hold to torch's casts: every sign and exponent (all 2^16 high halves of the f32 bits) with
-// low halves at each rounding boundary f16 and fp8 can meet (2^k - 1, 2^k, 2^k + 1), plus others.
-// Odd lengths reach the scalar tails too.
+// low halves at each rounding boundary bf16, f16 and fp8 can meet (2^k - 1, 2^k, 2^k + 1), plus others.
+// Odd lengths reach the scalar tails too, and bf16's destination starts off a 64-byte boundary
+// (its streaming stores begin at the first one).
 TEST(Wire, ArrayConversionsMatchScalarOnEveryBoundary) {
   std::vector<uint32_t> lows = {0u, 0xffffu, 0x5555u, 0xaaaau, 0x1234u, 0xfedcu};
   for (int k = 0; k < 16; k++)
@@ -134,8 +135,8 @@ TEST(Wire, ArrayConversionsMatchScalarOnEveryBoundary) {
   std::vector<float> x;
   x.reserve(size_t(1) << 16);
   std::vector<uint8_t> q;
-  std::vector<uint16_t> h;
-  size_t bad_q = 0, bad_h = 0;
+  std::vector<uint16_t> h, b;
+  size_t bad_q = 0, bad_h = 0, bad_b = 0;
   for (uint32_t lo : lows) {
     x.clear();
     for (uint32_t hi = 0; hi < 0x10000u; hi++) {
@@ -159,9 +160,18 @@ TEST(Wire, ArrayConversionsMatchScalarOnEveryBoundary) {
       if (h[i] != f32_to_f16(x[i]) && bad_h++ < 5)
         ADD_FAILURE() << "f16 of bits " << std::hex << (uint32_t(i) << 16 | lo) << ": " << h[i] << " vs "
                       << f32_to_f16(x[i]);
+    for (size_t shift : {size_t(0), size_t(3)}) {  // b.data() + 3: a 6-byte offset
+      b.assign(x.size() + shift, 0);
+      wire_bf16_codes(x.data(), x.size(), b.data() + shift);
+      for (size_t i = 0; i < x.size(); i++)
+        if (b[shift + i] != f32_to_bf16(x[i]) && bad_b++ < 5)
+          ADD_FAILURE() << "bf16 of bits " << std::hex << (uint32_t(i) << 16 | lo) << ": " << b[shift + i] << " vs "
+                        << f32_to_bf16(x[i]);
+    }
   }
   EXPECT_EQ(bad_q, 0u);
   EXPECT_EQ(bad_h, 0u);
+  EXPECT_EQ(bad_b, 0u);
   // Overflow is reported from the vector lanes and from the tail alike; NaN and infinity are not overflow.
   for (size_t at : {size_t(3), size_t(40)}) {
     std::vector<float> v(41, 1.0f);

@@ -37,7 +37,8 @@ void attention(const AttnArgs* seqs, int n_seqs, AttnArgs* dev_args, void* strea
 // of nothing: only the loads differ): element by element; float4 rows, two per thread in flight; or
 // float4 rows with the next tile prefetched into registers during the current tile's compute. The
 // float4 paths need head_dim % 4 == 0 and 16-byte aligned rows, and fall back to the first
-// otherwise. Process-wide; bench/gpu_probe.cu times each on OPT-13B's shapes.
+// otherwise. Process-wide, float4 by default (the fastest on an H100); bench/gpu_probe.cu times
+// each on OPT-13B's shapes.
 enum class AttnTileLoad : int { Scalar = 0, Float4 = 1, Float4Prefetch = 2 };
 void set_attention_tile_load(AttnTileLoad t);
 AttnTileLoad attention_tile_load();
