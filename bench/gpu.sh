@@ -236,10 +236,21 @@ RUNS=(  # name | shape | timed steps | flags
   "opt-1.3b offload fp8|opt-1.3b|3|--gpu-mem 3G --wire-dtype fp8"
   "opt-13b offload fp8 6700M|opt-13b|2|--gpu-mem 6700M --wire-dtype fp8"
   "opt-13b offload bf16 6700M rademacher|opt-13b|2|--gpu-mem 6700M --wire-dtype bf16 --dist rademacher"
+  # Two-way blocks (--device-updates): updated on the device and sent back as f32, ZO2-style, where the
+  # host cannot regenerate z for every streamed weight within a step. f32 ring slots: 8G of budget.
+  "opt-13b offload bf16 8G two-way 28|opt-13b|2|--gpu-mem 8G --wire-dtype bf16 --device-updates 28"
+  "opt-13b offload bf16 8G two-way 40|opt-13b|2|--gpu-mem 8G --wire-dtype bf16 --device-updates 40"
 )
 # ZO_GPU_QUICK=1: the runs that carry the targets only (a short lease).
 # The Rademacher run last: how far the host bound moves when z is Philox alone.
-[[ -n "${ZO_GPU_QUICK:-}" ]] && RUNS=("${RUNS[0]}" "${RUNS[3]}" "${RUNS[2]}" "${RUNS[4]}" "${RUNS[1]}" "${RUNS[5]}" "${RUNS[9]}")
+# ZO_GPU_SELECT="3 2 10": these runs instead (indices into the full list above), in this order.
+if [[ -n "${ZO_GPU_SELECT:-}" ]]; then
+  ALL=("${RUNS[@]}")
+  RUNS=()
+  for i in $ZO_GPU_SELECT; do RUNS+=("${ALL[$i]}"); done
+elif [[ -n "${ZO_GPU_QUICK:-}" ]]; then
+  RUNS=("${RUNS[0]}" "${RUNS[3]}" "${RUNS[2]}" "${RUNS[4]}" "${RUNS[1]}" "${RUNS[5]}" "${RUNS[9]}")
+fi
 BENCH_TIMEOUT=${ZO_GPU_BENCH_TIMEOUT:-120}
 : > "$OUT/bench.jsonl"
 if [[ -x "$B/bin/zo" ]]; then

@@ -49,7 +49,7 @@ def main():
         if "seconds_per_step" in r and r.get("device", {}).get("plan", {}).get("streamed_blocks", 1) == 0:
             resident[(r["shape"], r.get("dist", "gaussian"))] = r["seconds_per_step"]
             resident.setdefault(r["shape"], r["seconds_per_step"])
-    hdr = ["run", "blocks res/str", "s/step", "tokens/s", "H2D GB/step", "GB/s achieved", "GB/s pinned",
+    hdr = ["run", "blocks res/str/2-way", "s/step", "tokens/s", "H2D GB/step", "D2H GB/step", "GB/s achieved", "GB/s pinned",
            "bound s", "step/bound", "compute/step", "host upd s", "host floor s", "GEMM TFLOP/s", "% cuBLAS", "in-GEMM % cuBLAS", "dev peak GiB", "dev used GiB",
            "host RSS GiB"]
     print("| " + " | ".join(hdr) + " |")
@@ -71,8 +71,10 @@ def main():
             ratio = f"{s / b:.2f}" if b > 0 else "-"
         hf = d.get("host_floor")  # max(f32 masters read + written, z made) at the host's measured rates
         floor = f"{hf['seconds_per_step']:.3f}" if hf else "-"
-        print(f"| {r['name']} | {pl.get('resident_blocks', '-')}/{pl.get('streamed_blocks', '-')} | {s:.3f} | "
-              f"{r.get('tokens_per_second', 0):.0f} | {gb:.2f} | {ln.get('h2d_achieved_gb_s', 0):.1f} | "
+        print(f"| {r['name']} | {pl.get('resident_blocks', '-')}/{pl.get('streamed_blocks', '-')}/"
+              f"{pl.get('two_way_blocks', 0)} | {s:.3f} | "
+              f"{r.get('tokens_per_second', 0):.0f} | {gb:.2f} | {ln.get('d2h_bytes_per_step', 0) / 1e9:.2f} | "
+              f"{ln.get('h2d_achieved_gb_s', 0):.1f} | "
               f"{ln.get('h2d_pinned_measured_gb_s', 0):.1f} | {bound} | {ratio} | {d.get('overlap', 0):.2f} | "
               f"{d.get('host_update_seconds_per_step', 0):.3f} | {floor} | {gm.get('step_tflops', 0):.1f} | "
               f"{100 * gm.get('fraction_of_cublas', 0):.0f} | {100 * gm.get('in_gemm_fraction_of_cublas', 0):.0f} | "

@@ -28,11 +28,13 @@ cuda::GemmMode gemm_mode(const std::string& s) {
 class CudaDevice final : public StepDevice {
  public:
   CudaDevice(const Model& m, const DeviceOptions& o)
-      : m_(m), o_(o), wire_(parse_wire_dtype(o.wire)), e_(m, GpuOptions{gemm_mode(o.gemm), o.gpu_mem, o.reserve, wire_}) {}
+      : m_(m), o_(o), wire_(parse_wire_dtype(o.wire)), e_(m, GpuOptions{gemm_mode(o.gemm), o.gpu_mem, o.reserve, wire_, o.device_updates}) {}
 
   std::string describe() const override {
-    const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_);
-    return fmt::format("cuda ({} GEMMs): {}", o_.gemm, p.describe(m_, wire_));
+    const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates > 0);
+    const int tw = e_.plan().two_way_blocks;
+    return fmt::format("cuda ({} GEMMs): {}{}", o_.gemm, p.describe(m_, wire_),
+                       tw ? fmt::format("; {} streamed blocks updated on the device and sent back as f32", tw) : "");
   }
   std::vector<std::vector<double>> versions(const Batch& b, const std::vector<int32_t>*, const std::vector<int32_t>& rows,
                                             const std::vector<int32_t>& ids, const std::vector<uint64_t>& seeds,
@@ -54,6 +56,7 @@ class CudaDevice final : public StepDevice {
     const GpuEngine::Stats s = e_.stats();
     return {{"passes", s.passes},
             {"bytes_h2d", s.bytes_h2d},
+            {"bytes_d2h", s.bytes_d2h},
             {"upload_seconds", s.upload_seconds},
             {"block_compute_seconds", s.block_compute_seconds},
             {"pass_seconds", s.pass_seconds},
@@ -70,6 +73,7 @@ class CudaDevice final : public StepDevice {
             {"resident_bytes", p.resident_bytes},   {"fixed_bytes", p.fixed_bytes},
             {"ring_bytes", p.ring_bytes},           {"host_shadow_bytes", p.shadow_bytes},
             {"streamed_bytes_per_pass", p.streamed_per_pass}, {"wire", wire_name(p.wire)},
+            {"two_way_blocks", p.two_way_blocks},   {"sent_back_bytes_per_step", p.back_per_step},
             {"gemm", o_.gemm}};
   }
   void reset_stats() override { e_.reset_stats(); }

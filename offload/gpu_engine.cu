@@ -23,6 +23,7 @@ namespace zo {
 namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+uint64_t tid_of(const Param& p) { return rng::fnv1a64(p.name.data(), p.name.size()); }
 
 // A host range registered with CUDA (page-locked in place), unregistered on destruction, also when
 // the engine's constructor throws after registering.
@@ -114,6 +115,22 @@ struct GpuEngine::Impl {
   std::mutex umu;
   std::condition_variable ucv;
   int updated_upto = 1 << 30;      // blocks < this have their pending host update applied
+  // Two-way blocks (GpuOptions::device_updates): the step's update is kept pending and applied on
+  // the device when the block is next uploaded; the updated masters go back on their own stream.
+  std::vector<uint8_t> two_way;    // per block
+  int n_two_way = 0;
+  cudaStream_t down = nullptr;
+  cudaEvent_t sent[2] = {};        // slot k's last send-back done (the slot may be overwritten)
+  std::vector<cudaEvent_t> back;   // per block: its updated masters are on the host again
+  std::vector<cudaEvent_t> applied;  // per block: its pending update applied on the device
+  struct Pending {
+    std::vector<UpdateTerm> terms;
+    Dist dist = Dist::Gaussian;
+    OptKind opt = OptKind::SGD;
+    float lr = 0, wd = 0, beta = 0;
+    std::vector<uint8_t> trainable;
+  } pend;
+  std::vector<uint8_t> pend_left;  // per block: the pending update is still to be applied
 
   DevBuf<float> rope_cos, rope_sin;
   DevBuf<float> x, h, qkv, att, ffn, ffn2, hf, logits;
@@ -141,7 +158,8 @@ struct GpuEngine::Impl {
     ZO_CUDA_CHECK(cudaMemGetInfo(&free0, &total0));
     free_at_start = free0;
     wire = o.wire;
-    const ResidencyPlan rp = plan_residency(m, o.gpu_mem, o.reserve, wire);
+    ZO_CHECK(o.device_updates >= 0, "device updates: a number of blocks >= 0 (got {})", o.device_updates);
+    const ResidencyPlan rp = plan_residency(m, o.gpu_mem, o.reserve, wire, o.device_updates > 0);
     const int resident = rp.resident_blocks;
     const size_t groups_max = rp.max_groups;
     n_streamed = rp.streamed_blocks;
@@ -186,11 +204,36 @@ struct GpuEngine::Impl {
       host = const_cast<Model*>(&m);  // updates of streamed blocks are applied to the host masters
       // f32 on the wire: uploads read the masters themselves, registered in place; where the
       // platform refuses to register them, an f32 pinned shadow stands in (the updater keeps it).
-      use_shadow = wire != WireDType::F32 || !registered.try_register(host->arena(), host->bytes());
+      n_two_way = std::min(o.device_updates, n_streamed);
+      two_way.assign(size_t(c0.n_layers), 0);
+      for (int l = resident; l < resident + n_two_way; l++) two_way[size_t(l)] = 1;
+      pend_left.assign(size_t(c0.n_layers), 0);
+      // Two-way blocks travel both ways from and to the masters themselves: they must be page-locked
+      // in place (an f32 wire needs that too, or falls back to a pinned shadow).
+      const bool pinned_in_place =
+          (wire == WireDType::F32 || n_two_way > 0) && registered.try_register(host->arena(), host->bytes());
+      ZO_CHECK(n_two_way == 0 || pinned_in_place,
+               "device updates: CUDA could not page-lock the host masters in place (cudaHostRegister), which "
+               "blocks updated on the device need; run without them");
+      use_shadow = wire != WireDType::F32 || !pinned_in_place;
       if (use_shadow) build_shadow();
       ZO_CUDA_CHECK(cudaStreamCreateWithFlags(&up, cudaStreamNonBlocking));
+      if (n_two_way > 0) {
+        ZO_CUDA_CHECK(cudaStreamCreateWithFlags(&down, cudaStreamNonBlocking));
+        back.assign(size_t(c0.n_layers), nullptr);
+        applied.assign(size_t(c0.n_layers), nullptr);
+        for (int l = 0; l < c0.n_layers; l++)
+          if (two_way[size_t(l)]) {
+            ZO_CUDA_CHECK(cudaEventCreateWithFlags(&back[size_t(l)], cudaEventDisableTiming));
+            ZO_CUDA_CHECK(cudaEventCreateWithFlags(&applied[size_t(l)], cudaEventDisableTiming));
+          }
+      }
       for (int k = 0; k < 2; k++) {
-        ring[k].reserve(m.max_block_numel() * wire_size(wire));
+        ring[k].reserve(m.max_block_numel() * (n_two_way > 0 ? std::max<size_t>(4, wire_size(wire)) : wire_size(wire)));
+        if (n_two_way > 0) {
+          ZO_CUDA_CHECK(cudaEventCreateWithFlags(&sent[k], cudaEventDisableTiming));
+          ZO_CUDA_CHECK(cudaEventRecord(sent[k], down));
+        }
         if (wire_scaled(wire)) ring_scales[k].reserve(std::max<size_t>(groups_max, 1));
         ZO_CUDA_CHECK(cudaEventCreateWithFlags(&uploaded[k], cudaEventDisableTiming));
         ZO_CUDA_CHECK(cudaEventCreateWithFlags(&released[k], cudaEventDisableTiming));
@@ -250,6 +293,23 @@ struct GpuEngine::Impl {
                "--wire-dtype {}: {} holds values beyond the dtype's range (use bf16)", wire_name(wire), p.name);
     }
   }
+  // Applies the pending update of every two-way block that has not had it on the device to its host
+  // masters (core/perturb.h's zo_update: the same bits), after the send-backs in flight.
+  void flush_pending() {
+    if (!n_two_way) return;
+    ZO_CUDA_CHECK(cudaStreamSynchronize(down));
+    for (int l = 0; l < m.cfg.n_layers; l++) {
+      if (!pend_left[size_t(l)]) continue;
+      for (size_t i = 0; i < m.params.size(); i++) {
+        const Param& p = m.params[i];
+        if (p.block != l || !pend.trainable[i]) continue;
+        zo_update(static_cast<float*>(host->arena()) + p.offset, nullptr, p.numel, tid_of(p), 0, pend.terms.data(),
+                  int(pend.terms.size()), pend.dist, pend.opt, pend.lr, p.decay ? pend.wd : 0.0f, pend.beta);
+      }
+      pend_left[size_t(l)] = 0;
+    }
+  }
+
   // Where parameter i of a streamed block sits in the wire shadow.
   void* wire_ptr(size_t i) {
     const Param& p = m.params[i];
@@ -265,10 +325,21 @@ struct GpuEngine::Impl {
     if (updater.joinable()) updater.join();
     if (up) cudaStreamSynchronize(up);
     if (st) cudaStreamSynchronize(st);
+    // The model outlives the engine with every update in its masters: pending ones of two-way
+    // blocks are applied on the host (the same bits as on the device).
+    try {
+      flush_pending();
+    } catch (...) {
+    }
+    if (down) cudaStreamSynchronize(down);
     for (int k = 0; k < 2; k++) {
       if (uploaded[k]) cudaEventDestroy(uploaded[k]);
       if (released[k]) cudaEventDestroy(released[k]);
+      if (sent[k]) cudaEventDestroy(sent[k]);
     }
+    for (auto e : back) if (e) cudaEventDestroy(e);
+    for (auto e : applied) if (e) cudaEventDestroy(e);
+    if (down) cudaStreamDestroy(down);
     for (auto e : up_t0) cudaEventDestroy(e);
     for (auto e : up_t1) cudaEventDestroy(e);
     for (auto e : comp_t0) cudaEventDestroy(e);
@@ -330,13 +401,19 @@ struct GpuEngine::Impl {
     ZO_CHECK(!encode_overflow.load(), "--wire-dtype {}: an update took weights beyond the dtype's range (use bf16)",
              wire_name(wire));
     const size_t bb = m.block_begin(l), n = m.block_end(l) - bb;
+    const bool tw = n_two_way && two_way[size_t(l)];
     ZO_CUDA_CHECK(cudaStreamWaitEvent(up, released[k], 0));
+    if (n_two_way) {  // the slot's last send-back read it; block l's masters are back from the last pass
+      ZO_CUDA_CHECK(cudaStreamWaitEvent(up, sent[k], 0));
+      if (tw) ZO_CUDA_CHECK(cudaStreamWaitEvent(up, back[size_t(l)], 0));
+    }
     ZO_CUDA_CHECK(cudaEventRecord(up_t0[size_t(l)], up));
-    size_t bytes = n * wire_size(wire);
-    const void* src = use_shadow ? static_cast<const void*>(static_cast<uint8_t*>(shadow.p) + shadow_off[size_t(l)])
-                                 : static_cast<const void*>(static_cast<const float*>(host->arena()) + bb);
+    size_t bytes = n * (tw ? sizeof(float) : wire_size(wire));
+    const void* src = use_shadow && !tw
+                          ? static_cast<const void*>(static_cast<uint8_t*>(shadow.p) + shadow_off[size_t(l)])
+                          : static_cast<const void*>(static_cast<const float*>(host->arena()) + bb);
     ZO_CUDA_CHECK(cudaMemcpyAsync(ring[k].p, src, bytes, cudaMemcpyHostToDevice, up));
-    if (wire_scaled(wire) && block_scale_n[size_t(l)]) {
+    if (!tw && wire_scaled(wire) && block_scale_n[size_t(l)]) {
       const size_t sb = block_scale_n[size_t(l)] * sizeof(float);
       ZO_CUDA_CHECK(cudaMemcpyAsync(ring_scales[k].p, static_cast<float*>(shadow_scales.p) + block_scale_off[size_t(l)],
                                     sb, cudaMemcpyHostToDevice, up));
@@ -354,6 +431,27 @@ struct GpuEngine::Impl {
     const int k = l & 1;
     ZO_CUDA_CHECK(cudaStreamWaitEvent(st, uploaded[k], 0));
     ZO_CUDA_CHECK(cudaEventRecord(comp_t0[size_t(l)], st));  // after the wait: compute time only
+    if (n_two_way && two_way[size_t(l)]) {
+      float* wb = reinterpret_cast<float*>(ring[k].p);
+      if (pend_left[size_t(l)]) {  // the step's update, then the updated masters back to the host
+        const size_t bb = m.block_begin(l), n = m.block_end(l) - bb;
+        for (size_t i = 0; i < m.params.size(); i++) {
+          const Param& p = m.params[i];
+          if (p.block != l || !pend.trainable[i]) continue;
+          cuda::zo_update(wb + (p.offset - bb), nullptr, p.numel, tid_of(p), 0, pend.terms.data(),
+                          int(pend.terms.size()), pend.dist, pend.opt, pend.lr, p.decay ? pend.wd : 0.0f, pend.beta, st);
+        }
+        ZO_CUDA_CHECK(cudaEventRecord(applied[size_t(l)], st));
+        ZO_CUDA_CHECK(cudaStreamWaitEvent(down, applied[size_t(l)], 0));
+        ZO_CUDA_CHECK(cudaMemcpyAsync(static_cast<float*>(host->arena()) + bb, wb, n * sizeof(float),
+                                      cudaMemcpyDeviceToHost, down));
+        ZO_CUDA_CHECK(cudaEventRecord(back[size_t(l)], down));
+        ZO_CUDA_CHECK(cudaEventRecord(sent[k], down));
+        pend_left[size_t(l)] = 0;
+        st_.bytes_d2h += n * sizeof(float);
+      }
+      return wb;
+    }
     if (wire == WireDType::F32) return reinterpret_cast<const float*>(ring[k].p);
     const size_t bb = m.block_begin(l), ws = wire_size(wire);
     for (size_t i = 0; i < m.params.size(); i++) {
@@ -368,6 +466,7 @@ struct GpuEngine::Impl {
   void end_pass(Clock::time_point t0) {
     ZO_CUDA_CHECK(cudaStreamSynchronize(st));
     if (up) ZO_CUDA_CHECK(cudaStreamSynchronize(up));
+    if (down) ZO_CUDA_CHECK(cudaStreamSynchronize(down));
     st_.pass_seconds += since(t0);
     st_.passes++;
     for (int l = 0; l < m.cfg.n_layers && n_streamed; l++) {
@@ -459,19 +558,25 @@ struct GpuEngine::Impl {
   }
 };
 
-GpuEngine::GpuEngine(const Model& m, cuda::GemmMode mode) : GpuEngine(m, GpuOptions{mode, 0, 0}) {}
+GpuEngine::GpuEngine(const Model& m, cuda::GemmMode mode) : GpuEngine(m, GpuOptions{mode, 0, 0, WireDType::F32, 0}) {}
 GpuEngine::GpuEngine(const Model& m, const GpuOptions& o) : p_(std::make_unique<Impl>(m, o)) {}
 
 GpuEngine::Plan GpuEngine::plan() const {
   const Impl& I = *p_;
-  size_t per_pass = 0;
-  for (int l = 0; l < I.m.cfg.n_layers; l++)
-    if (!I.bdev[size_t(l)])
-      per_pass += (I.m.block_end(l) - I.m.block_begin(l)) * wire_size(I.wire) +
-                  (I.block_scale_n.empty() ? 0 : I.block_scale_n[size_t(l)] * sizeof(float));
+  size_t per_pass = 0, back = 0;
+  for (int l = 0; l < I.m.cfg.n_layers; l++) {
+    if (I.bdev[size_t(l)]) continue;
+    const size_t n = I.m.block_end(l) - I.m.block_begin(l);
+    if (I.n_two_way && I.two_way[size_t(l)]) {
+      per_pass += n * sizeof(float);
+      back += n * sizeof(float);
+    } else {
+      per_pass += n * wire_size(I.wire) + (I.block_scale_n.empty() ? 0 : I.block_scale_n[size_t(l)] * sizeof(float));
+    }
+  }
   return Plan{I.m.cfg.n_layers - I.n_streamed, I.n_streamed, I.w.n * sizeof(float),
               I.n_streamed ? I.ring[0].n + I.ring[1].n : 0, I.fixed_bytes,
-              I.shadow.bytes + I.shadow_scales.bytes, per_pass, I.wire};
+              I.shadow.bytes + I.shadow_scales.bytes, per_pass, I.wire, I.n_two_way, back};
 }
 GpuEngine::Stats GpuEngine::stats() const {
   Impl& I = *p_;
@@ -497,9 +602,6 @@ size_t GpuEngine::device_bytes() const {
   return sizeof(float) * (I.w.n + I.x.n + I.h.n + I.qkv.n + I.att.n + I.ffn.n + I.ffn2.n + I.hf.n + I.logits.n);
 }
 
-namespace {
-uint64_t tid_of(const Param& p) { return rng::fnv1a64(p.name.data(), p.name.size()); }
-}  // namespace
 
 void GpuEngine::Impl::prepare(const Batch& b, size_t n_rows) {
   const ModelConfig& c = m.cfg;
@@ -711,6 +813,15 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
   // already computes the resident blocks; the next upload of block l waits for block l only.
   if (I.updater.joinable()) I.updater.join();
   ZO_CUDA_CHECK(cudaStreamSynchronize(I.up));  // no upload still reads the masters
+  // Two-way blocks: the update is kept pending and applied on the device at the block's next upload
+  // (a block that has not been uploaded since the last update gets that one on the host first).
+  // Momentum keeps the streamed blocks' state on the host, so under it they are all updated there.
+  I.flush_pending();
+  const bool device_side = I.n_two_way > 0 && opt != OptKind::Momentum;
+  if (device_side) {
+    I.pend = Impl::Pending{terms, dist, opt, lr, wd, beta, trainable};
+    for (int l = 0; l < m.cfg.n_layers; l++) I.pend_left[size_t(l)] = I.two_way[size_t(l)];
+  }
   if (opt == OptKind::Momentum && I.host_mom.empty()) {  // streamed parameters only
     I.host_mom_off.assign(m.params.size(), 0);
     size_t n = 0;
@@ -735,11 +846,11 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
       I.updated_upto = 1 << 30;
     }
   } reopen{I};
-  I.updater = std::thread([&I, terms, dist, opt, lr, wd, beta, tr] {
+  I.updater = std::thread([&I, terms, dist, opt, lr, wd, beta, tr, device_side] {
     Model& hm = *I.host;
     auto t0 = Clock::now();
     for (int l = 0; l < hm.cfg.n_layers; l++) {
-      if (!I.bdev[size_t(l)])
+      if (!I.bdev[size_t(l)] && !(device_side && I.two_way[size_t(l)]))
         for (size_t i = 0; i < hm.params.size(); i++) {
           const Param& p = hm.params[i];
           if (p.block != l || !tr[i]) continue;
@@ -769,6 +880,7 @@ void GpuEngine::download(Model& out) const {
   ZO_CHECK(out.numel() == I.m.numel() && out.storage == DType::F32, "download: an f32 model of the same layout expected");
   if (I.updater.joinable()) const_cast<Impl&>(I).updater.join();
   ZO_CUDA_CHECK(cudaStreamSynchronize(I.st));
+  const_cast<Impl&>(I).flush_pending();  // two-way blocks: every update in the host masters
   for (size_t i = 0; i < I.m.params.size(); i++) {
     const Param& p = I.m.params[i];
     float* dst = static_cast<float*>(out.arena()) + p.offset;

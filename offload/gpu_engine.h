@@ -18,6 +18,13 @@ struct GpuOptions {
   size_t gpu_mem = 0;  // bytes for weights on the device; 0: everything resident
   size_t reserve = 0;  // bytes of gpu_mem kept for activations
   WireDType wire = WireDType::F32;  // how streamed blocks travel (core/wire.h); resident ones stay f32
+  // Streamed blocks (the first ones that stream, at most all) updated on the device instead of the
+  // host, ZO2's two-way traffic: such a block travels up as its f32 masters, the step's pending
+  // update is applied to it on the device (the same bits as the host's), and the updated masters
+  // travel back while the block computes. It relieves a host whose cores cannot regenerate z for
+  // every streamed weight in a step's time, at the price of f32 ring slots and the link's other
+  // direction. 0: one-way only.
+  int device_updates = 0;
 };
 
 class GpuEngine {
@@ -35,14 +42,18 @@ class GpuEngine {
     size_t resident_bytes, ring_bytes;
     size_t fixed_bytes;         // globals' perturbed copies, working copy, decode buffer, ring slots
     size_t shadow_bytes;        // pinned host memory of the wire shadow (0 for f32)
-    size_t streamed_per_pass;   // bytes over PCIe per pass (weights in the wire dtype, plus fp8 scales)
+    size_t streamed_per_pass;   // bytes host to device per pass (weights in the wire dtype, plus fp8 scales;
+                                // f32 for two-way blocks)
     WireDType wire;
+    int two_way_blocks;         // streamed blocks updated on the device (GpuOptions::device_updates)
+    size_t back_per_step;       // bytes device to host per step (the two-way blocks' f32 masters)
   };
   Plan plan() const;
   // Measured over the passes so far (version_logprobs and target_logprobs).
   struct Stats {
     long passes = 0;
     size_t bytes_h2d = 0;        // weights uploaded
+    size_t bytes_d2h = 0;        // updated masters of two-way blocks sent back
     double upload_seconds = 0;   // the upload stream busy with weights (CUDA events)
     double block_compute_seconds = 0;  // the compute stream busy with blocks (decode, perturb, forward)
     double pass_seconds = 0;     // wall time of the passes, each ending in a device synchronization

@@ -8,7 +8,7 @@
 
 namespace zo {
 
-ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire) {
+ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire, bool two_way) {
   ResidencyPlan r;
   const int L = m.cfg.n_layers;
   for (const Param& p : m.params)
@@ -20,7 +20,8 @@ ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, Wir
       if (p.block == l) g += wire_groups(p.numel);
     r.max_groups = std::max(r.max_groups, g);
   }
-  r.streaming_bytes = 2 * (m.max_block_numel() * wire_size(wire) + (wire_scaled(wire) ? r.max_groups * 4 : 0)) +
+  const size_t slot = two_way ? std::max<size_t>(wire_size(wire), sizeof(float)) : wire_size(wire);
+  r.streaming_bytes = 2 * (m.max_block_numel() * slot + (wire_scaled(wire) ? r.max_groups * 4 : 0)) +
                       (wire == WireDType::F32 ? 0 : block);
   const size_t base = 2 * r.globals_bytes + block;  // globals, their perturbed copy, the working copy
   int resident = L;

@@ -7,6 +7,8 @@
 //   resident blocks, f32                                                      sum of their sizes
 //   when a block streams: two ring slots in the wire dtype (+ fp8 scales) and, for a wire dtype
 //   other than f32, one f32 decode buffer                                     streaming
+//   (two_way: some streamed blocks travel as f32 masters and come back updated, so the ring slots
+//   hold f32 blocks whatever the wire dtype)
 // Blocks are made resident in order while they fit with room left for the streaming buffers (the
 // last block may take that room when it is the only one left).
 #pragma once
@@ -30,6 +32,6 @@ struct ResidencyPlan {
 };
 
 // gpu_mem 0: everything resident. Throws a one-line error when gpu_mem cannot hold the minimum.
-ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire);
+ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire, bool two_way = false);
 
 }  // namespace zo

@@ -1,8 +1,9 @@
 // ZO training with the steps on the GPU (zo/device.h over offload/gpu_engine.h) against the CPU
 // reference (zo/spsa.h's own pass). Oracles: the CPU step's losses on the same weights (f32 GEMM
 // tolerance); and replay: the device's log replayed by the CPU gives bitwise the device's weights,
-// resident or streamed, in every wire dtype (the update kernels and the host updater use the same
-// Philox arithmetic as core/perturb.h). Skips without a GPU.
+// resident or streamed, in every wire dtype, with blocks updated on the host (one-way) or on the
+// device and sent back (two-way), the engine flushed or destroyed (the update kernels and the host
+// updater use the same Philox arithmetic as core/perturb.h). Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -39,11 +40,19 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
     const char* wire;
     bool stream;
     OptKind opt;
+    int two_way = 0;       // GpuOptions::device_updates
+    bool destroy = false;  // end by destroying the device instead of flushing it
   };
-  const Case cases[] = {{"f32", false, OptKind::SGD},      {"f32", true, OptKind::SGD}, {"bf16", true, OptKind::Momentum},
-                        {"fp8", true, OptKind::Sign},      {"f16", true, OptKind::SGD}};
+  const Case cases[] = {{"f32", false, OptKind::SGD},        {"f32", true, OptKind::SGD},
+                        {"bf16", true, OptKind::Momentum},   {"fp8", true, OptKind::Sign},
+                        {"f16", true, OptKind::SGD},
+                        // two-way: every streamed block; one of them (the others one-way); under
+                        // momentum (its state is on the host: all one-way); ended by the destructor
+                        {"bf16", true, OptKind::SGD, 100},   {"f32", true, OptKind::Sign, 1},
+                        {"fp8", true, OptKind::Momentum, 1}, {"bf16", true, OptKind::SGD, 1, true}};
   for (const Case& cs : cases) {
-    SCOPED_TRACE(std::string(cs.wire) + (cs.stream ? " streamed" : " resident"));
+    SCOPED_TRACE(std::string(cs.wire) + (cs.stream ? " streamed" : " resident") + " two-way " +
+                 std::to_string(cs.two_way) + (cs.destroy ? " destroyed" : ""));
     SpsaOptions so;
     so.eps = 1e-2f;
     so.opt = cs.opt;
@@ -54,14 +63,16 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
     DeviceOptions o;
     o.gemm = "f32";
     o.wire = cs.wire;
+    o.device_updates = cs.two_way;
     if (cs.stream) {  // room for the globals, a working copy and the streaming buffers only: every block streams
-      const ResidencyPlan rp = plan_residency(md, 0, 0, parse_wire_dtype(cs.wire));
+      const ResidencyPlan rp = plan_residency(md, 0, 0, parse_wire_dtype(cs.wire), cs.two_way > 0);
       o.gpu_mem = 2 * rp.globals_bytes + md.max_block_numel() * 4 + rp.streaming_bytes + 1;
     }
     auto dev = make_cuda_device(md, o);
     sd.set_device(dev.get());
     if (cs.stream) {
       EXPECT_EQ(dev->plan()["streamed_blocks"].get<int>(), md.cfg.n_layers);
+      EXPECT_EQ(dev->plan()["two_way_blocks"].get<int>(), std::min(cs.two_way, md.cfg.n_layers));
     }
     std::vector<StepRecord> log;
     for (int t = 0; t < 4; t++) {
@@ -76,7 +87,18 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
       sd.set_pending(rd);
       log.push_back(rd);
     }
-    sd.flush();  // the device's weights into md's host arena
+    if (cs.two_way > 0) {  // the updated masters came back over the link unless momentum kept them on the host
+      const size_t back = dev->stats()["bytes_d2h"].get<size_t>();
+      if (cs.opt == OptKind::Momentum)
+        EXPECT_EQ(back, 0u);
+      else
+        EXPECT_GT(back, 0u);
+    }
+    if (cs.destroy) {  // the engine's destructor leaves every update in md's masters (sd is not used again)
+      dev.reset();
+    } else {
+      sd.flush();  // the device's weights into md's host arena
+    }
     Model mr = load_model(dir);
     Engine er(mr);
     Spsa sr(mr, er, so);

@@ -158,6 +158,9 @@ TEST(Residency, PlansNeverExceedTheBudgetAndKeepAsManyBlocksAsFit) {
     const size_t streaming = 2 * (block / 4 * wire_size(w) + (w == WireDType::FP8 ? 4 * scales : 0)) +
                              (w == WireDType::F32 ? 0 : block);
     EXPECT_EQ(plan_residency(m, 0, 0, w).streaming_bytes, streaming) << wire_name(w);
+    // Two-way blocks travel as f32 masters: the slots hold f32 blocks whatever the wire dtype.
+    const size_t two_way = 2 * (block + (w == WireDType::FP8 ? 4 * scales : 0)) + (w == WireDType::F32 ? 0 : block);
+    EXPECT_EQ(plan_residency(m, 0, 0, w, true).streaming_bytes, two_way) << wire_name(w);
     const size_t reserve = 1 << 16, base = 2 * globals + block + reserve;
     for (size_t budget = base + streaming + 1; budget < base + m.bytes() + 3 * block; budget += block / 3) {
       ResidencyPlan p = plan_residency(m, budget, reserve, w);

@@ -57,6 +57,9 @@ void print_offload_summary(const nlohmann::json& j) {
                   "%.3f s/step at that rate\n",
                   ln.value("h2d_bytes_per_step", 0.0) / 1e9, ln.value("h2d_achieved_gb_s", 0.0),
                   ln.value("h2d_pinned_measured_gb_s", 0.0), ln.value("h2d_bound_seconds_per_step", 0.0));
+    if (pl.value("two_way_blocks", 0) > 0)
+      std::printf("  device->host: %d streamed blocks updated on the device, %.2f GB/step of f32 masters sent back\n",
+                  pl.value("two_way_blocks", 0), ln.value("d2h_bytes_per_step", 0.0) / 1e9);
     std::printf("  compute: blocks %.3f s/step, overlap %.2f (block compute / step); GEMMs at %.0f%% of cuBLAS in the "
                 "calls, %.0f%% over the step\n",
                 d.value("block_compute_seconds_per_step", 0.0), d.value("overlap", 0.0),
@@ -155,6 +158,9 @@ int bench_train(const BenchTrainArgs& a) {
   ZO_CHECK(!a.data.empty() || a.seq_len > 0, "bench train: give --data (SST-2 JSONL) or --seq-len (random prompts)");
   ZO_CHECK(a.device == "cpu" || a.device == "cuda", "--device '{}': expected cpu or cuda", a.device);
   ZO_CHECK(a.device == "cuda" || a.gpu_mem == 0, "--gpu-mem applies to --device cuda");
+  ZO_CHECK(a.device_updates >= 0, "--device-updates must be >= 0");
+  ZO_CHECK(a.device_updates == 0 || (a.device == "cuda" && a.gpu_mem > 0),
+           "--device-updates applies to streamed blocks: --device cuda with --gpu-mem");
   ZO_CHECK(!(a.device == "cuda" && a.offload != "none"), "--offload disk is the CPU's tier (with --device cuda use --gpu-mem)");
   const bool gpu = a.device == "cuda";
   if (gpu) ZO_CHECK(cuda_devices() > 0, "--device cuda: no CUDA device is visible (or zo was built without CUDA)");
@@ -217,6 +223,7 @@ int bench_train(const BenchTrainArgs& a) {
     o.gpu_mem = size_t(a.gpu_mem);
     o.reserve = a.gpu_mem > 0 ? size_t(a.gpu_reserve) : 0;
     o.wire = a.wire;
+    o.device_updates = a.device_updates;
     auto t0 = Clock::now();
     dev = make_cuda_device(m, o);
     setup_device_s = since(t0);
@@ -282,11 +289,13 @@ int bench_train(const BenchTrainArgs& a) {
     devj = {{"kind", "cuda"}, {"name", cuda_device_name()}, {"plan", dev->plan()}, {"stats", dev->stats()}};
     const int streamed = devj["plan"].value("streamed_blocks", 0);
     if (streamed > 0 && spsa) {
-      // The host's floor for an offloaded step (docs/ARCHITECTURE.md, "ZO2 streaming"): every streamed
-      // weight's f32 master read and written, and its z made again, per step and direction.
+      // The host's floor for an offloaded step (docs/ARCHITECTURE.md, "ZO2 streaming"): every weight
+      // it updates (the streamed ones but two-way blocks') has its f32 master read and written, and
+      // its z made again, per step and direction.
+      const int first = m.cfg.n_layers - streamed + devj["plan"].value("two_way_blocks", 0);
       size_t sw = 0;
       for (const Param& p : m.params)
-        if (p.block >= m.cfg.n_layers - streamed) sw += p.numel;
+        if (p.block >= first) sw += p.numel;
       const HostRates hr = measure_host_rates(so.dist);
       const double mem_s = 8.0 * double(sw) / (hr.rmw_gb_s * 1e9), z_s = double(sw) / (hr.z_gvalues_s * 1e9);
       devj["host_floor"] = {{"streamed_weights", sw},
@@ -334,7 +343,8 @@ int bench_train(const BenchTrainArgs& a) {
                     {"h2d_achieved_gb_s", up_s > 0 ? up_bytes / up_s / 1e9 : 0.0},
                     {"h2d_pinned_measured_gb_s", h2d_gbs},
                     {"h2d_bound_seconds_per_step", h2d_gbs > 0 ? up_bytes / (h2d_gbs * 1e9) : 0.0},
-                    {"busy_fraction", step_s > 0 ? up_s / step_s : 0.0}};
+                    {"busy_fraction", step_s > 0 ? up_s / step_s : 0.0},
+                    {"d2h_bytes_per_step", st.value("bytes_d2h", 0.0) / a.steps}};
     devj["host_update_seconds_per_step"] = st["host_update_seconds"].get<double>() / a.steps;
     // The overlap: compute time over step time (blocks only; the head and host work are not
     // counted as compute).

@@ -40,7 +40,7 @@ using json = nlohmann::json;
   X(data_seed) X(max_length) X(steps) X(batch) X(lr) X(eps) X(wd) X(momentum) X(seed) X(directions)   \
   X(one_sided) X(dist) X(optimizer) X(schedule) X(warmup) X(params) X(freeze) X(objective)            \
   X(eval_every) X(eval_batch) X(eval_at_start) X(test_at_best) X(fsync) X(offload) X(offload_file) X(ram_budget) \
-  X(device) X(gpu_mem) X(gpu_reserve) X(wire_dtype) X(gemm)
+  X(device) X(gpu_mem) X(gpu_reserve) X(wire_dtype) X(gemm) X(device_updates)
 
 namespace {
 // Config keys use the flag spelling: n_train -> "n-train"; tmpl -> "template".
@@ -114,6 +114,9 @@ void TrainConfig::validate() const {
   ZO_CHECK(gpu_mem >= 0 && gpu_reserve >= 0, "--gpu-mem and --gpu-reserve must be >= 0");
   parse_wire_dtype(wire_dtype);
   ZO_CHECK(gemm == "f32" || gemm == "tf32" || gemm == "bf16", "--gemm '{}': expected f32, tf32 or bf16", gemm);
+  ZO_CHECK(device_updates >= 0, "--device-updates must be >= 0");
+  ZO_CHECK(device_updates == 0 || (device == "cuda" && gpu_mem > 0),
+           "--device-updates applies to streamed blocks: --device cuda with --gpu-mem");
   if (device == "cpu")
     ZO_CHECK(gpu_mem == 0, "--gpu-mem applies to --device cuda");
   else {
@@ -425,7 +428,8 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   if (cfg.device == "cuda" && !o.device_factory) {  // before anything is written: no run left behind
     ZO_CHECK(cuda_built(), "--device cuda: this zo was built without the CUDA toolkit (install nvcc and rebuild)");
     ZO_CHECK(cuda_devices() > 0, "--device cuda: no CUDA device is visible (no driver or no GPU)");
-    plan_residency(m, size_t(cfg.gpu_mem), cfg.gpu_mem > 0 ? size_t(cfg.gpu_reserve) : 0, parse_wire_dtype(cfg.wire_dtype));
+    plan_residency(m, size_t(cfg.gpu_mem), cfg.gpu_mem > 0 ? size_t(cfg.gpu_reserve) : 0, parse_wire_dtype(cfg.wire_dtype),
+                   cfg.device_updates > 0);
   }
   // The device starts from the base weights; a resumed run's replay below goes through it, so its
   // optimizer state (momentum) is rebuilt where it lives.
@@ -437,6 +441,7 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
     dopt.gpu_mem = size_t(cfg.gpu_mem);
     dopt.reserve = cfg.gpu_mem > 0 ? size_t(cfg.gpu_reserve) : 0;
     dopt.wire = cfg.wire_dtype;
+    dopt.device_updates = cfg.device_updates;
     dev = o.device_factory ? o.device_factory(m) : make_cuda_device(m, dopt);
     spsa.set_device(dev.get());
     StepDevice* d = dev.get();

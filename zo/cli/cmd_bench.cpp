@@ -53,6 +53,10 @@ void add_bench(CLI::App& app, Runner& run) {
       ->transform(CLI::AsSizeValue(false));
   tr->add_option("--wire-dtype", t->wire, "cuda: how streamed blocks travel: f32, bf16, f16, fp8")->capture_default_str();
   tr->add_option("--gemm", t->gemm, "cuda: f32, tf32 or bf16 GEMMs")->capture_default_str();
+  tr->add_option("--device-updates", t->device_updates,
+                 "cuda with --gpu-mem: streamed blocks updated on the GPU and sent back as f32 (two-way), "
+                 "the others on the host")
+      ->capture_default_str();
   tr->add_flag("--json", t->json, "Print the result as one JSON object on the last line");
   tr->callback([&run, t] { run = [t] { return bench_train(*t); }; });
 }

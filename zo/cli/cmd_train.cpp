@@ -136,6 +136,12 @@ void add_train(CLI::App& app, Runner& run) {
                                   "cuda, streamed blocks: f32 (exact), bf16 or f16 (half the PCIe bytes), or fp8 "
                                   "(E4M3 with a scale per 16384 weights: a quarter). Masters stay f32 on the host")
                         ->capture_default_str());
+  opt("device-updates", s->add_option("--device-updates", c.device_updates,
+                                      "cuda with --gpu-mem: this many streamed blocks are updated on the GPU and "
+                                      "sent back as f32 (ZO2's two-way traffic) instead of on the host; helps where "
+                                      "the host's cores cannot regenerate every streamed weight's z within a step. "
+                                      "Same weights bit for bit. 0: all on the host (one-way)")
+                            ->capture_default_str());
   opt("gemm", s->add_option("--gemm", c.gemm, "cuda: GEMM compute mode, f32, tf32 or bf16 (tensor cores)")
                   ->capture_default_str());
   s->add_option("--stop-after", a->stop_after, "Stop cleanly after this many steps in this process (testing)");
