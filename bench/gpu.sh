@@ -240,6 +240,12 @@ RUNS=(  # name | shape | timed steps | flags
   # host cannot regenerate z for every streamed weight within a step. f32 ring slots: 8G of budget.
   "opt-13b offload bf16 8G two-way 28|opt-13b|2|--gpu-mem 8G --wire-dtype bf16 --device-updates 28"
   "opt-13b offload bf16 8G two-way 40|opt-13b|2|--gpu-mem 8G --wire-dtype bf16 --device-updates 40"
+  # Four timed steps: the last step's host update is not overlapped by a next pass, a bias of about
+  # (host update - pass) / steps that two steps make large.
+  "opt-13b offload bf16 6700M 4 steps|opt-13b|4|--gpu-mem 6700M --wire-dtype bf16"
+  "opt-13b offload bf16 8G two-way 20|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 20"
+  "opt-13b offload bf16 8G two-way 24|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 24"
+  "opt-13b offload bf16 8G two-way 14 rademacher|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 14 --dist rademacher"
 )
 # ZO_GPU_QUICK=1: the runs that carry the targets only (a short lease).
 # The Rademacher run last: how far the host bound moves when z is Philox alone.

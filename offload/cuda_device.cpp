@@ -31,10 +31,14 @@ class CudaDevice final : public StepDevice {
       : m_(m), o_(o), wire_(parse_wire_dtype(o.wire)), e_(m, GpuOptions{gemm_mode(o.gemm), o.gpu_mem, o.reserve, wire_, o.device_updates}) {}
 
   std::string describe() const override {
-    const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates > 0);
+    const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates != 0);
     const int tw = e_.plan().two_way_blocks;
-    return fmt::format("cuda ({} GEMMs): {}{}", o_.gemm, p.describe(m_, wire_),
-                       tw ? fmt::format("; {} streamed blocks updated on the device and sent back as f32", tw) : "");
+    std::string two_way;
+    if (o_.device_updates < 0 && p.streamed_blocks > 0)
+      two_way = "; streamed blocks updated on the device (sent back as f32) or on the host, balanced at each step";
+    else if (tw)
+      two_way = fmt::format("; {} streamed blocks updated on the device and sent back as f32", tw);
+    return fmt::format("cuda ({} GEMMs): {}{}", o_.gemm, p.describe(m_, wire_), two_way);
   }
   std::vector<std::vector<double>> versions(const Batch& b, const std::vector<int32_t>*, const std::vector<int32_t>& rows,
                                             const std::vector<int32_t>& ids, const std::vector<uint64_t>& seeds,

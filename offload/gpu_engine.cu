@@ -118,7 +118,14 @@ struct GpuEngine::Impl {
   // Two-way blocks (GpuOptions::device_updates): the step's update is kept pending and applied on
   // the device when the block is next uploaded; the updated masters go back on their own stream.
   std::vector<uint8_t> two_way;    // per block
-  int n_two_way = 0;
+  int n_two_way = 0;               // how many (the first n_two_way streamed blocks)
+  // device_updates < 0 (auto): n_two_way is chosen again at each update from what the last step
+  // measured: the host's seconds per block it updated, and the link's per one-way and two-way block.
+  bool auto_two_way = false;
+  double est_host = 0, est_one = 0, est_two = 0;  // seconds per block (0: not measured yet)
+  double last_update_s = 0;        // the last updater's wall time, and how many blocks it updated
+  int last_host_blocks = 0;
+  std::vector<double> last_up_s;   // per block: its upload's busy time in the last pass
   cudaStream_t down = nullptr;
   cudaEvent_t sent[2] = {};        // slot k's last send-back done (the slot may be overwritten)
   std::vector<cudaEvent_t> back;   // per block: its updated masters are on the host again
@@ -158,8 +165,9 @@ struct GpuEngine::Impl {
     ZO_CUDA_CHECK(cudaMemGetInfo(&free0, &total0));
     free_at_start = free0;
     wire = o.wire;
-    ZO_CHECK(o.device_updates >= 0, "device updates: a number of blocks >= 0 (got {})", o.device_updates);
-    const ResidencyPlan rp = plan_residency(m, o.gpu_mem, o.reserve, wire, o.device_updates > 0);
+    ZO_CHECK(o.device_updates >= -1, "device updates: a number of blocks >= 0, or -1 for auto (got {})",
+             o.device_updates);
+    const ResidencyPlan rp = plan_residency(m, o.gpu_mem, o.reserve, wire, o.device_updates != 0);
     const int resident = rp.resident_blocks;
     const size_t groups_max = rp.max_groups;
     n_streamed = rp.streamed_blocks;
@@ -204,33 +212,36 @@ struct GpuEngine::Impl {
       host = const_cast<Model*>(&m);  // updates of streamed blocks are applied to the host masters
       // f32 on the wire: uploads read the masters themselves, registered in place; where the
       // platform refuses to register them, an f32 pinned shadow stands in (the updater keeps it).
-      n_two_way = std::min(o.device_updates, n_streamed);
+      auto_two_way = o.device_updates < 0;  // starts one-way: the first steps measure the host
+      n_two_way = auto_two_way ? 0 : std::min(o.device_updates, n_streamed);
       two_way.assign(size_t(c0.n_layers), 0);
       for (int l = resident; l < resident + n_two_way; l++) two_way[size_t(l)] = 1;
+      last_up_s.assign(size_t(c0.n_layers), 0.0);
       pend_left.assign(size_t(c0.n_layers), 0);
       // Two-way blocks travel both ways from and to the masters themselves: they must be page-locked
       // in place (an f32 wire needs that too, or falls back to a pinned shadow).
+      const bool can_two_way = n_two_way > 0 || auto_two_way;
       const bool pinned_in_place =
-          (wire == WireDType::F32 || n_two_way > 0) && registered.try_register(host->arena(), host->bytes());
-      ZO_CHECK(n_two_way == 0 || pinned_in_place,
+          (wire == WireDType::F32 || can_two_way) && registered.try_register(host->arena(), host->bytes());
+      ZO_CHECK(!can_two_way || pinned_in_place,
                "device updates: CUDA could not page-lock the host masters in place (cudaHostRegister), which "
                "blocks updated on the device need; run without them");
       use_shadow = wire != WireDType::F32 || !pinned_in_place;
       if (use_shadow) build_shadow();
       ZO_CUDA_CHECK(cudaStreamCreateWithFlags(&up, cudaStreamNonBlocking));
-      if (n_two_way > 0) {
+      if (can_two_way) {
         ZO_CUDA_CHECK(cudaStreamCreateWithFlags(&down, cudaStreamNonBlocking));
         back.assign(size_t(c0.n_layers), nullptr);
         applied.assign(size_t(c0.n_layers), nullptr);
-        for (int l = 0; l < c0.n_layers; l++)
-          if (two_way[size_t(l)]) {
+        for (int l = resident; l < c0.n_layers; l++)
+          if (auto_two_way || two_way[size_t(l)]) {
             ZO_CUDA_CHECK(cudaEventCreateWithFlags(&back[size_t(l)], cudaEventDisableTiming));
             ZO_CUDA_CHECK(cudaEventCreateWithFlags(&applied[size_t(l)], cudaEventDisableTiming));
           }
       }
       for (int k = 0; k < 2; k++) {
-        ring[k].reserve(m.max_block_numel() * (n_two_way > 0 ? std::max<size_t>(4, wire_size(wire)) : wire_size(wire)));
-        if (n_two_way > 0) {
+        ring[k].reserve(m.max_block_numel() * (can_two_way ? std::max<size_t>(4, wire_size(wire)) : wire_size(wire)));
+        if (can_two_way) {
           ZO_CUDA_CHECK(cudaEventCreateWithFlags(&sent[k], cudaEventDisableTiming));
           ZO_CUDA_CHECK(cudaEventRecord(sent[k], down));
         }
@@ -296,7 +307,7 @@ struct GpuEngine::Impl {
   // Applies the pending update of every two-way block that has not had it on the device to its host
   // masters (core/perturb.h's zo_update: the same bits), after the send-backs in flight.
   void flush_pending() {
-    if (!n_two_way) return;
+    if (!down) return;
     ZO_CUDA_CHECK(cudaStreamSynchronize(down));
     for (int l = 0; l < m.cfg.n_layers; l++) {
       if (!pend_left[size_t(l)]) continue;
@@ -308,6 +319,35 @@ struct GpuEngine::Impl {
       }
       pend_left[size_t(l)] = 0;
     }
+  }
+
+  // Auto two-way: the first n streamed blocks are updated on the device, n chosen so that the host's
+  // work, (S - n) blocks at est_host each, meets the link's, n two-way blocks at est_two (f32 up;
+  // the f32 masters back in parallel) plus S - n one-way blocks at est_one. Estimates are the last
+  // step's measurements (a two-way block's, until one is measured: a one-way block's scaled to f32
+  // and by the 1.35 the link lost with traffic both ways on an H100 machine); after the first
+  // choice, n moves half way to the new target each step, which damps the feedback (the host's
+  // rate changes with the link's traffic).
+  void retune() {
+    const int S = n_streamed, first = m.cfg.n_layers - S;
+    double one = 0, two = 0;
+    int n_one = 0, n_two = 0;
+    for (int l = first; l < m.cfg.n_layers; l++) {
+      if (last_up_s[size_t(l)] <= 0) continue;
+      if (two_way[size_t(l)]) two += last_up_s[size_t(l)], n_two++;
+      else one += last_up_s[size_t(l)], n_one++;
+    }
+    if (n_one) est_one = one / n_one;
+    if (n_two) est_two = two / n_two;
+    if (last_host_blocks > 0) est_host = last_update_s / last_host_blocks;
+    if (est_host <= 0 || est_one <= 0) return;  // the host has not been measured yet: stay one-way
+    const double two_b = est_two > 0 ? est_two : est_one * 4.0 / double(wire_size(wire)) * 1.35;
+    int target = 0;
+    if (est_host > est_one) target = int(std::lround(S * (est_host - est_one) / (est_host - est_one + two_b)));
+    target = std::clamp(target, 0, S);
+    const int next = n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2;
+    n_two_way = next;
+    for (int l = first; l < m.cfg.n_layers; l++) two_way[size_t(l)] = l < first + n_two_way;
   }
 
   // Where parameter i of a streamed block sits in the wire shadow.
@@ -401,11 +441,11 @@ struct GpuEngine::Impl {
     ZO_CHECK(!encode_overflow.load(), "--wire-dtype {}: an update took weights beyond the dtype's range (use bf16)",
              wire_name(wire));
     const size_t bb = m.block_begin(l), n = m.block_end(l) - bb;
-    const bool tw = n_two_way && two_way[size_t(l)];
+    const bool tw = down && two_way[size_t(l)];
     ZO_CUDA_CHECK(cudaStreamWaitEvent(up, released[k], 0));
-    if (n_two_way) {  // the slot's last send-back read it; block l's masters are back from the last pass
+    if (down) {  // the slot's last send-back read it; block l's masters are back from the last pass
       ZO_CUDA_CHECK(cudaStreamWaitEvent(up, sent[k], 0));
-      if (tw) ZO_CUDA_CHECK(cudaStreamWaitEvent(up, back[size_t(l)], 0));
+      if (back[size_t(l)]) ZO_CUDA_CHECK(cudaStreamWaitEvent(up, back[size_t(l)], 0));
     }
     ZO_CUDA_CHECK(cudaEventRecord(up_t0[size_t(l)], up));
     size_t bytes = n * (tw ? sizeof(float) : wire_size(wire));
@@ -431,7 +471,7 @@ struct GpuEngine::Impl {
     const int k = l & 1;
     ZO_CUDA_CHECK(cudaStreamWaitEvent(st, uploaded[k], 0));
     ZO_CUDA_CHECK(cudaEventRecord(comp_t0[size_t(l)], st));  // after the wait: compute time only
-    if (n_two_way && two_way[size_t(l)]) {
+    if (down && two_way[size_t(l)]) {
       float* wb = reinterpret_cast<float*>(ring[k].p);
       if (pend_left[size_t(l)]) {  // the step's update, then the updated masters back to the host
         const size_t bb = m.block_begin(l), n = m.block_end(l) - bb;
@@ -474,6 +514,7 @@ struct GpuEngine::Impl {
       float ms = 0;
       ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, up_t0[size_t(l)], up_t1[size_t(l)]));
       st_.upload_seconds += ms * 1e-3;
+      last_up_s[size_t(l)] = ms * 1e-3;
     }
     for (int l = 0; l < m.cfg.n_layers; l++) {
       float ms = 0;
@@ -567,7 +608,7 @@ GpuEngine::Plan GpuEngine::plan() const {
   for (int l = 0; l < I.m.cfg.n_layers; l++) {
     if (I.bdev[size_t(l)]) continue;
     const size_t n = I.m.block_end(l) - I.m.block_begin(l);
-    if (I.n_two_way && I.two_way[size_t(l)]) {
+    if (I.down && I.two_way[size_t(l)]) {
       per_pass += n * sizeof(float);
       back += n * sizeof(float);
     } else {
@@ -817,6 +858,7 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
   // (a block that has not been uploaded since the last update gets that one on the host first).
   // Momentum keeps the streamed blocks' state on the host, so under it they are all updated there.
   I.flush_pending();
+  if (I.auto_two_way && opt != OptKind::Momentum) I.retune();
   const bool device_side = I.n_two_way > 0 && opt != OptKind::Momentum;
   if (device_side) {
     I.pend = Impl::Pending{terms, dist, opt, lr, wd, beta, trainable};
@@ -849,7 +891,9 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
   I.updater = std::thread([&I, terms, dist, opt, lr, wd, beta, tr, device_side] {
     Model& hm = *I.host;
     auto t0 = Clock::now();
+    int blocks = 0;
     for (int l = 0; l < hm.cfg.n_layers; l++) {
+      blocks += !I.bdev[size_t(l)] && !(device_side && I.two_way[size_t(l)]);
       if (!I.bdev[size_t(l)] && !(device_side && I.two_way[size_t(l)]))
         for (size_t i = 0; i < hm.params.size(); i++) {
           const Param& p = hm.params[i];
@@ -868,7 +912,9 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
       I.ucv.notify_all();
     }
     std::lock_guard<std::mutex> g(I.umu);
-    I.host_update_s += since(t0);
+    I.last_update_s = since(t0);
+    I.last_host_blocks = blocks;
+    I.host_update_s += I.last_update_s;
     I.updated_upto = 1 << 30;
     I.ucv.notify_all();
   });

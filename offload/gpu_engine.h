@@ -23,7 +23,8 @@ struct GpuOptions {
   // update is applied to it on the device (the same bits as the host's), and the updated masters
   // travel back while the block computes. It relieves a host whose cores cannot regenerate z for
   // every streamed weight in a step's time, at the price of f32 ring slots and the link's other
-  // direction. 0: one-way only.
+  // direction. 0: one-way only; -1: auto, chosen again at each update from the last step's
+  // measured host time per block and link time per one-way and two-way block.
   int device_updates = 0;
 };
 

@@ -52,7 +52,7 @@ struct BenchTrainArgs {
   double gpu_mem = 0;                 // cuda: bytes for weights and buffers (0: all resident)
   double gpu_reserve = double(1u << 30);
   std::string wire = "f32", gemm = "tf32";
-  int device_updates = 0;             // cuda: streamed blocks updated on the device (two-way)
+  int device_updates = 0;             // cuda: streamed blocks updated on the device (two-way); -1: auto
   bool json = false;
 };
 int bench_train(const BenchTrainArgs& a);

@@ -114,7 +114,7 @@ void TrainConfig::validate() const {
   ZO_CHECK(gpu_mem >= 0 && gpu_reserve >= 0, "--gpu-mem and --gpu-reserve must be >= 0");
   parse_wire_dtype(wire_dtype);
   ZO_CHECK(gemm == "f32" || gemm == "tf32" || gemm == "bf16", "--gemm '{}': expected f32, tf32 or bf16", gemm);
-  ZO_CHECK(device_updates >= 0, "--device-updates must be >= 0");
+  ZO_CHECK(device_updates >= -1, "--device-updates: a number of blocks >= 0, or auto");
   ZO_CHECK(device_updates == 0 || (device == "cuda" && gpu_mem > 0),
            "--device-updates applies to streamed blocks: --device cuda with --gpu-mem");
   if (device == "cpu")
@@ -429,7 +429,7 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
     ZO_CHECK(cuda_built(), "--device cuda: this zo was built without the CUDA toolkit (install nvcc and rebuild)");
     ZO_CHECK(cuda_devices() > 0, "--device cuda: no CUDA device is visible (no driver or no GPU)");
     plan_residency(m, size_t(cfg.gpu_mem), cfg.gpu_mem > 0 ? size_t(cfg.gpu_reserve) : 0, parse_wire_dtype(cfg.wire_dtype),
-                   cfg.device_updates > 0);
+                   cfg.device_updates != 0);
   }
   // The device starts from the base weights; a resumed run's replay below goes through it, so its
   // optimizer state (momentum) is rebuilt where it lives.

@@ -48,7 +48,7 @@ struct TrainConfig {
   double gpu_mem = 0;            // cuda: bytes for weights and buffers (0: all resident); blocks beyond stream
   double gpu_reserve = double(1u << 30);  // cuda with gpu_mem: bytes of gpu_mem kept for activations
   std::string wire_dtype = "f32";         // cuda, streamed blocks: f32 | bf16 | f16 | fp8
-  int device_updates = 0;                 // cuda, streamed blocks updated on the device (two-way)
+  int device_updates = 0;                 // cuda, streamed blocks updated on the device (two-way); -1: auto
   std::string gemm = "tf32";              // cuda: f32 | tf32 | bf16 GEMMs
 
   nlohmann::json to_json() const;

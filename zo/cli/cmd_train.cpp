@@ -1,6 +1,7 @@
 // zo train | replay | export: zeroth-order fine-tuning, and weights rebuilt from a run's step log.
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "core/error.h"
 #include "models/load.h"
@@ -140,7 +141,10 @@ void add_train(CLI::App& app, Runner& run) {
                                       "cuda with --gpu-mem: this many streamed blocks are updated on the GPU and "
                                       "sent back as f32 (ZO2's two-way traffic) instead of on the host; helps where "
                                       "the host's cores cannot regenerate every streamed weight's z within a step. "
-                                      "Same weights bit for bit. 0: all on the host (one-way)")
+                                      "Same weights bit for bit. 0: all on the host (one-way); auto: chosen again at "
+                                      "each step so that the host's share of the updates takes as long as the link's "
+                                      "traffic (needs the f32 ring slots' device memory)")
+                            ->transform(CLI::Transformer(std::map<std::string, int>{{"auto", -1}}))
                             ->capture_default_str());
   opt("gemm", s->add_option("--gemm", c.gemm, "cuda: GEMM compute mode, f32, tf32 or bf16 (tensor cores)")
                   ->capture_default_str());
