@@ -246,6 +246,7 @@ RUNS=(  # name | shape | timed steps | flags
   "opt-13b offload bf16 8G two-way 20|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 20"
   "opt-13b offload bf16 8G two-way 24|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 24"
   "opt-13b offload bf16 8G two-way 14 rademacher|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 14 --dist rademacher"
+  "opt-13b offload bf16 8G two-way auto|opt-13b|6|--gpu-mem 8G --wire-dtype bf16 --device-updates auto"
 )
 # ZO_GPU_QUICK=1: the runs that carry the targets only (a short lease).
 # The Rademacher run last: how far the host bound moves when z is Philox alone.
