@@ -28,7 +28,7 @@ cuda::GemmMode gemm_mode(const std::string& s) {
 class CudaDevice final : public StepDevice {
  public:
   CudaDevice(const Model& m, const DeviceOptions& o)
-      : m_(m), o_(o), wire_(parse_wire_dtype(o.wire)), e_(m, GpuOptions{gemm_mode(o.gemm), o.gpu_mem, o.reserve, wire_, o.device_updates}) {}
+      : m_(m), o_(o), wire_(parse_wire_dtype(o.wire)), e_(m, GpuOptions{gemm_mode(o.gemm), o.gpu_mem, o.reserve, wire_, o.device_updates, o.device_updates_sequence}) {}
 
   std::string describe() const override {
     const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates != 0);

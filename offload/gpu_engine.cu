@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -122,6 +123,8 @@ struct GpuEngine::Impl {
   // device_updates < 0 (auto): n_two_way is chosen again at each update from what the last step
   // measured: the host's seconds per block it updated, and the link's per one-way and two-way block.
   bool auto_two_way = false;
+  std::vector<int> forced_two_way;  // GpuOptions::device_updates_sequence (tests)
+  size_t n_updates = 0;
   double est_host = 0, est_one = 0, est_two = 0;  // seconds per block (0: not measured yet)
   double last_update_s = 0;        // the last updater's wall time, and how many blocks it updated
   int last_host_blocks = 0;
@@ -213,6 +216,7 @@ struct GpuEngine::Impl {
       // f32 on the wire: uploads read the masters themselves, registered in place; where the
       // platform refuses to register them, an f32 pinned shadow stands in (the updater keeps it).
       auto_two_way = o.device_updates < 0;  // starts one-way: the first steps measure the host
+      forced_two_way = o.device_updates_sequence;
       n_two_way = auto_two_way ? 0 : std::min(o.device_updates, n_streamed);
       two_way.assign(size_t(c0.n_layers), 0);
       for (int l = resident; l < resident + n_two_way; l++) two_way[size_t(l)] = 1;
@@ -345,8 +349,12 @@ struct GpuEngine::Impl {
     int target = 0;
     if (est_host > est_one) target = int(std::lround(S * (est_host - est_one) / (est_host - est_one + two_b)));
     target = std::clamp(target, 0, S);
-    const int next = n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2;
-    n_two_way = next;
+    set_two_way(n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2);
+  }
+  // The first n streamed blocks two-way, the others one-way (between steps: nothing pending).
+  void set_two_way(int n) {
+    const int S = n_streamed, first = m.cfg.n_layers - S;
+    n_two_way = std::clamp(n, 0, S);
     for (int l = first; l < m.cfg.n_layers; l++) two_way[size_t(l)] = l < first + n_two_way;
   }
 
@@ -369,7 +377,9 @@ struct GpuEngine::Impl {
     // blocks are applied on the host (the same bits as on the device).
     try {
       flush_pending();
-    } catch (...) {
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "zo: warning: the last update of the blocks updated on the device was not applied to "
+                           "the host masters (%s)\n", e.what());
     }
     if (down) cudaStreamSynchronize(down);
     for (int k = 0; k < 2; k++) {
@@ -599,7 +609,7 @@ struct GpuEngine::Impl {
   }
 };
 
-GpuEngine::GpuEngine(const Model& m, cuda::GemmMode mode) : GpuEngine(m, GpuOptions{mode, 0, 0, WireDType::F32, 0}) {}
+GpuEngine::GpuEngine(const Model& m, cuda::GemmMode mode) : GpuEngine(m, GpuOptions{mode, 0, 0, WireDType::F32, 0, {}}) {}
 GpuEngine::GpuEngine(const Model& m, const GpuOptions& o) : p_(std::make_unique<Impl>(m, o)) {}
 
 GpuEngine::Plan GpuEngine::plan() const {
@@ -856,9 +866,17 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
   ZO_CUDA_CHECK(cudaStreamSynchronize(I.up));  // no upload still reads the masters
   // Two-way blocks: the update is kept pending and applied on the device at the block's next upload
   // (a block that has not been uploaded since the last update gets that one on the host first).
-  // Momentum keeps the streamed blocks' state on the host, so under it they are all updated there.
+  // Momentum keeps the streamed blocks' state on the host, so under it they are all updated there,
+  // and travel one-way in the wire dtype like the others (the shadow of every streamed block is kept).
   I.flush_pending();
-  if (I.auto_two_way && opt != OptKind::Momentum) I.retune();
+  if (I.n_two_way > 0 && opt == OptKind::Momentum && !I.auto_two_way) I.set_two_way(0);  // see below
+  if (I.auto_two_way && opt != OptKind::Momentum) {
+    if (I.forced_two_way.empty())
+      I.retune();
+    else
+      I.set_two_way(I.forced_two_way[I.n_updates % I.forced_two_way.size()]);
+  }
+  I.n_updates++;
   const bool device_side = I.n_two_way > 0 && opt != OptKind::Momentum;
   if (device_side) {
     I.pend = Impl::Pending{terms, dist, opt, lr, wd, beta, trainable};
@@ -926,6 +944,7 @@ void GpuEngine::download(Model& out) const {
   ZO_CHECK(out.numel() == I.m.numel() && out.storage == DType::F32, "download: an f32 model of the same layout expected");
   if (I.updater.joinable()) const_cast<Impl&>(I).updater.join();
   ZO_CUDA_CHECK(cudaStreamSynchronize(I.st));
+  if (I.up) ZO_CUDA_CHECK(cudaStreamSynchronize(I.up));  // (an aborted pass may still be uploading)
   const_cast<Impl&>(I).flush_pending();  // two-way blocks: every update in the host masters
   for (size_t i = 0; i < I.m.params.size(); i++) {
     const Param& p = I.m.params[i];

@@ -26,6 +26,9 @@ struct GpuOptions {
   // direction. 0: one-way only; -1: auto, chosen again at each update from the last step's
   // measured host time per block and link time per one-way and two-way block.
   int device_updates = 0;
+  // Tests, with device_updates -1: the split at the k-th update is device_updates_sequence[k % size]
+  // instead of auto's measured choice (exercises blocks switching between one-way and two-way).
+  std::vector<int> device_updates_sequence;
 };
 
 class GpuEngine {

@@ -42,6 +42,7 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
     OptKind opt;
     int two_way = 0;       // GpuOptions::device_updates
     bool destroy = false;  // end by destroying the device instead of flushing it
+    std::vector<int> seq = {};  // auto's split forced update by update (blocks switch between one- and two-way)
   };
   const Case cases[] = {{"f32", false, OptKind::SGD},        {"f32", true, OptKind::SGD},
                         {"bf16", true, OptKind::Momentum},   {"fp8", true, OptKind::Sign},
@@ -50,11 +51,13 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
                         // momentum (its state is on the host: all one-way); ended by the destructor
                         {"bf16", true, OptKind::SGD, 100},   {"f32", true, OptKind::Sign, 1},
                         {"fp8", true, OptKind::Momentum, 1}, {"bf16", true, OptKind::SGD, 1, true},
-                        // auto: the split between host and device may change at every step
-                        {"f16", true, OptKind::SGD, -1}};
+                        // auto: the split between host and device may change at every step; then
+                        // forced through 0, 2, 1, 0 two-way blocks
+                        {"f16", true, OptKind::SGD, -1},
+                        {"bf16", true, OptKind::SGD, -1, false, {0, 2, 1, 0}}};
   for (const Case& cs : cases) {
     SCOPED_TRACE(std::string(cs.wire) + (cs.stream ? " streamed" : " resident") + " two-way " +
-                 std::to_string(cs.two_way) + (cs.destroy ? " destroyed" : ""));
+                 std::to_string(cs.two_way) + (cs.destroy ? " destroyed" : "") + (cs.seq.empty() ? "" : " forced"));
     SpsaOptions so;
     so.eps = 1e-2f;
     so.opt = cs.opt;
@@ -66,6 +69,7 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
     o.gemm = "f32";
     o.wire = cs.wire;
     o.device_updates = cs.two_way;
+    o.device_updates_sequence = cs.seq;
     if (cs.stream) {  // room for the globals, a working copy and the streaming buffers only: every block streams
       const ResidencyPlan rp = plan_residency(md, 0, 0, parse_wire_dtype(cs.wire), cs.two_way != 0);
       o.gpu_mem = 2 * rp.globals_bytes + md.max_block_numel() * 4 + rp.streaming_bytes + 1;
@@ -74,7 +78,9 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
     sd.set_device(dev.get());
     if (cs.stream) {
       EXPECT_EQ(dev->plan()["streamed_blocks"].get<int>(), md.cfg.n_layers);
-      if (cs.two_way >= 0) EXPECT_EQ(dev->plan()["two_way_blocks"].get<int>(), std::min(cs.two_way, md.cfg.n_layers));
+      if (cs.two_way >= 0) {
+        EXPECT_EQ(dev->plan()["two_way_blocks"].get<int>(), std::min(cs.two_way, md.cfg.n_layers));
+      }
     }
     std::vector<StepRecord> log;
     for (int t = 0; t < 4; t++) {
@@ -109,12 +115,13 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
     if (!cs.destroy) {
       EXPECT_EQ(std::memcmp(md.arena(), mr.arena(), mr.bytes()), 0) << "device weights differ from the CPU replay";
     } else {  // the resident globals' updates stay on the device; the streamed blocks' masters are the host's
-      for (const Param& p : md.params)
-        if (p.block >= 0)
-          EXPECT_EQ(std::memcmp(static_cast<const float*>(md.arena()) + p.offset,
-                                static_cast<const float*>(mr.arena()) + p.offset, p.numel * sizeof(float)),
-                    0)
-              << p.name << " differs from the CPU replay after the engine was destroyed";
+      for (const Param& p : md.params) {
+        if (p.block < 0) continue;
+        EXPECT_EQ(std::memcmp(static_cast<const float*>(md.arena()) + p.offset,
+                              static_cast<const float*>(mr.arena()) + p.offset, p.numel * sizeof(float)),
+                  0)
+            << p.name << " differs from the CPU replay after the engine was destroyed";
+      }
     }
   }
 }

@@ -126,8 +126,8 @@ TEST(Wire, Fp8SaturatesAndF16OverflowIsReported) {
 // The array conversions (vectorized where the CPU allows) against the scalar ones, which the tests
 // above hold to torch's casts: every sign and exponent (all 2^16 high halves of the f32 bits) with
 // low halves at each rounding boundary bf16, f16 and fp8 can meet (2^k - 1, 2^k, 2^k + 1), plus others.
-// Odd lengths reach the scalar tails too, and bf16's destination starts off a 64-byte boundary
-// (its streaming stores begin at the first one).
+// Odd lengths reach the scalar tails too (for bf16, whose vector loop starts at dst's first 64-byte
+// boundary, the 6-byte offset of its destination does).
 TEST(Wire, ArrayConversionsMatchScalarOnEveryBoundary) {
   std::vector<uint32_t> lows = {0u, 0xffffu, 0x5555u, 0xaaaau, 0x1234u, 0xfedcu};
   for (int k = 0; k < 16; k++)
