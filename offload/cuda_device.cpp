@@ -78,6 +78,7 @@ class CudaDevice final : public StepDevice {
             {"ring_bytes", p.ring_bytes},           {"host_shadow_bytes", p.shadow_bytes},
             {"streamed_bytes_per_pass", p.streamed_per_pass}, {"wire", wire_name(p.wire)},
             {"two_way_blocks", p.two_way_blocks},   {"sent_back_bytes_per_step", p.back_per_step},
+            {"host_updated_weights", p.host_updated_numel},
             {"gemm", o_.gemm}};
   }
   void reset_stats() override { e_.reset_stats(); }

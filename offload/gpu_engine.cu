@@ -116,6 +116,10 @@ struct GpuEngine::Impl {
   std::mutex umu;
   std::condition_variable ucv;
   int updated_upto = 1 << 30;      // blocks < this have their pending host update applied
+  std::vector<int> streamed_ids;   // the streamed blocks, in pass order
+  std::vector<int> slot_of;        // per streamed block: its ring slot
+  std::vector<long> issued_at;     // per block: the pass whose upload of it was issued
+  long pass_no = 0;
   // Two-way blocks (GpuOptions::device_updates): the step's update is kept pending and applied on
   // the device when the block is next uploaded; the updated masters go back on their own stream.
   std::vector<uint8_t> two_way;    // per block
@@ -171,7 +175,6 @@ struct GpuEngine::Impl {
     ZO_CHECK(o.device_updates >= -1, "device updates: a number of blocks >= 0, or -1 for auto (got {})",
              o.device_updates);
     const ResidencyPlan rp = plan_residency(m, o.gpu_mem, o.reserve, wire, o.device_updates != 0);
-    const int resident = rp.resident_blocks;
     const size_t groups_max = rp.max_groups;
     n_streamed = rp.streamed_blocks;
     fixed_bytes = rp.fixed_bytes;
@@ -181,7 +184,8 @@ struct GpuEngine::Impl {
     size_t numel = 0;
     for (const Param& p : m.params)
       if (p.block < 0) numel = up64(numel) + p.numel;
-    for (int l = 0; l < resident; l++) numel = up64(numel) + (m.block_end(l) - m.block_begin(l));
+    for (int l = 0; l < c0.n_layers; l++)
+      if (rp.resident[size_t(l)]) numel = up64(numel) + (m.block_end(l) - m.block_begin(l));
     w.reserve(std::max<size_t>(numel, 1));
     pdev.assign(m.params.size(), nullptr);
     bdev.assign(size_t(c0.n_layers), nullptr);
@@ -192,11 +196,21 @@ struct GpuEngine::Impl {
         pdev[i] = w.p + cur;
         cur += m.params[i].numel;
       }
-    for (int l = 0; l < resident; l++) {
+    for (int l = 0; l < c0.n_layers; l++) {
+      if (!rp.resident[size_t(l)]) continue;
       cur = up64(cur);
       bdev[size_t(l)] = w.p + cur;
       cur += m.block_end(l) - m.block_begin(l);
     }
+    // The streamed blocks in pass order: their ring slot alternates along that order, and after
+    // block l the next streamed block after l is uploaded (it overlaps the compute in between).
+    slot_of.assign(size_t(c0.n_layers), 0);
+    issued_at.assign(size_t(c0.n_layers), -1);
+    for (int l = 0; l < c0.n_layers; l++)
+      if (!bdev[size_t(l)]) {
+        slot_of[size_t(l)] = int(streamed_ids.size() & 1);
+        streamed_ids.push_back(l);
+      }
     for (size_t i = 0; i < m.params.size(); i++) {
       const Param& p = m.params[i];
       if (p.block >= 0 && bdev[size_t(p.block)]) pdev[i] = bdev[size_t(p.block)] + (p.offset - m.block_begin(p.block));
@@ -219,7 +233,7 @@ struct GpuEngine::Impl {
       forced_two_way = o.device_updates_sequence;
       n_two_way = auto_two_way ? 0 : std::min(o.device_updates, n_streamed);
       two_way.assign(size_t(c0.n_layers), 0);
-      for (int l = resident; l < resident + n_two_way; l++) two_way[size_t(l)] = 1;
+      set_two_way(n_two_way);
       last_up_s.assign(size_t(c0.n_layers), 0.0);
       pend_left.assign(size_t(c0.n_layers), 0);
       // Two-way blocks travel both ways from and to the masters themselves: they must be page-locked
@@ -237,7 +251,7 @@ struct GpuEngine::Impl {
         ZO_CUDA_CHECK(cudaStreamCreateWithFlags(&down, cudaStreamNonBlocking));
         back.assign(size_t(c0.n_layers), nullptr);
         applied.assign(size_t(c0.n_layers), nullptr);
-        for (int l = resident; l < c0.n_layers; l++)
+        for (int l : streamed_ids)
           if (auto_two_way || two_way[size_t(l)]) {
             ZO_CUDA_CHECK(cudaEventCreateWithFlags(&back[size_t(l)], cudaEventDisableTiming));
             ZO_CUDA_CHECK(cudaEventCreateWithFlags(&applied[size_t(l)], cudaEventDisableTiming));
@@ -333,10 +347,10 @@ struct GpuEngine::Impl {
   // choice, n moves half way to the new target each step, which damps the feedback (the host's
   // rate changes with the link's traffic).
   void retune() {
-    const int S = n_streamed, first = m.cfg.n_layers - S;
+    const int S = n_streamed;
     double one = 0, two = 0;
     int n_one = 0, n_two = 0;
-    for (int l = first; l < m.cfg.n_layers; l++) {
+    for (int l : streamed_ids) {
       if (last_up_s[size_t(l)] <= 0) continue;
       if (two_way[size_t(l)]) two += last_up_s[size_t(l)], n_two++;
       else one += last_up_s[size_t(l)], n_one++;
@@ -351,11 +365,11 @@ struct GpuEngine::Impl {
     target = std::clamp(target, 0, S);
     set_two_way(n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2);
   }
-  // The first n streamed blocks two-way, the others one-way (between steps: nothing pending).
+  // The first n streamed blocks (in pass order) two-way, the others one-way (between steps: nothing
+  // pending).
   void set_two_way(int n) {
-    const int S = n_streamed, first = m.cfg.n_layers - S;
-    n_two_way = std::clamp(n, 0, S);
-    for (int l = first; l < m.cfg.n_layers; l++) two_way[size_t(l)] = l < first + n_two_way;
+    n_two_way = std::clamp(n, 0, n_streamed);
+    for (size_t r = 0; r < streamed_ids.size(); r++) two_way[size_t(streamed_ids[r])] = int(r) < n_two_way;
   }
 
   // Where parameter i of a streamed block sits in the wire shadow.
@@ -437,11 +451,13 @@ struct GpuEngine::Impl {
     cuda::add_inplace(xo, h.p, size_t(N) * C, st);
   }
 
-  // Block l's weights on the device: resident, or uploaded into ring slot l % 2 (the upload of
-  // block l + 1 is issued right after block l's compute is queued, so transfers overlap compute).
+  // Block l's weights on the device: resident, or uploaded into its ring slot (the slots alternate
+  // along the streamed blocks; the upload of the next streamed block is issued right after block
+  // l's compute is queued, so it overlaps the compute of every block up to it).
   void issue_upload(int l) {
-    if (l < 0 || l >= m.cfg.n_layers || bdev[size_t(l)]) return;
-    const int k = l & 1;
+    if (l < 0 || l >= m.cfg.n_layers || bdev[size_t(l)] || issued_at[size_t(l)] == pass_no) return;
+    issued_at[size_t(l)] = pass_no;
+    const int k = slot_of[size_t(l)];
     {
       auto t0 = Clock::now();
       std::unique_lock<std::mutex> g(umu);  // the host update of block l must be done
@@ -478,7 +494,8 @@ struct GpuEngine::Impl {
       ZO_CUDA_CHECK(cudaEventRecord(comp_t0[size_t(l)], st));
       return bdev[size_t(l)];
     }
-    const int k = l & 1;
+    issue_upload(l);  // a no-op: issued at the pass's start or after the block before
+    const int k = slot_of[size_t(l)];
     ZO_CUDA_CHECK(cudaStreamWaitEvent(st, uploaded[k], 0));
     ZO_CUDA_CHECK(cudaEventRecord(comp_t0[size_t(l)], st));  // after the wait: compute time only
     if (down && two_way[size_t(l)]) {
@@ -544,12 +561,21 @@ struct GpuEngine::Impl {
   }
   void release(int l) {
     ZO_CUDA_CHECK(cudaEventRecord(comp_t1[size_t(l)], st));
-    if (!bdev[size_t(l)]) ZO_CUDA_CHECK(cudaEventRecord(released[l & 1], st));
+    if (!bdev[size_t(l)]) ZO_CUDA_CHECK(cudaEventRecord(released[slot_of[size_t(l)]], st));
   }
   void block(int l, const Batch& b) {
     block_with(l, b, acquire(l), x.p);
     release(l);
-    issue_upload(l + 1);
+    upload_after(l);
+  }
+  // A pass begins: the first streamed block's upload. After block l: the next streamed block's.
+  void begin_uploads() {
+    pass_no++;
+    if (!streamed_ids.empty()) issue_upload(streamed_ids[0]);
+  }
+  void upload_after(int l) {
+    auto it = std::upper_bound(streamed_ids.begin(), streamed_ids.end(), l);
+    if (it != streamed_ids.end()) issue_upload(*it);
   }
 
   // The architecture's norm: LayerNorm (OPT, with bias) or RMSNorm (LLaMA).
@@ -614,7 +640,7 @@ GpuEngine::GpuEngine(const Model& m, const GpuOptions& o) : p_(std::make_unique<
 
 GpuEngine::Plan GpuEngine::plan() const {
   const Impl& I = *p_;
-  size_t per_pass = 0, back = 0;
+  size_t per_pass = 0, back = 0, host_numel = 0;
   for (int l = 0; l < I.m.cfg.n_layers; l++) {
     if (I.bdev[size_t(l)]) continue;
     const size_t n = I.m.block_end(l) - I.m.block_begin(l);
@@ -623,11 +649,12 @@ GpuEngine::Plan GpuEngine::plan() const {
       back += n * sizeof(float);
     } else {
       per_pass += n * wire_size(I.wire) + (I.block_scale_n.empty() ? 0 : I.block_scale_n[size_t(l)] * sizeof(float));
+      host_numel += n;
     }
   }
   return Plan{I.m.cfg.n_layers - I.n_streamed, I.n_streamed, I.w.n * sizeof(float),
               I.n_streamed ? I.ring[0].n + I.ring[1].n : 0, I.fixed_bytes,
-              I.shadow.bytes + I.shadow_scales.bytes, per_pass, I.wire, I.n_two_way, back};
+              I.shadow.bytes + I.shadow_scales.bytes, per_pass, I.wire, I.n_two_way, back, host_numel};
 }
 GpuEngine::Stats GpuEngine::stats() const {
   Impl& I = *p_;
@@ -744,7 +771,7 @@ std::vector<double> GpuEngine::target_logprobs(const Batch& b, const std::vector
   I.gemm_used = 0;                      // (and its GEMM events unread)
   I.prepare(b, rows.size());
   I.embed(b);
-  I.issue_upload(0);
+  I.begin_uploads();
   for (int l = 0; l < I.m.cfg.n_layers; l++) I.block(l, b);
   auto out = I.head_logprobs(I.x.p, rows, ids, b.n_tokens());
   I.end_pass(t0);
@@ -801,7 +828,7 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
     set_globals(k);
     I.embed_into(b, xs[k].p);
   }
-  I.issue_upload(0);
+  I.begin_uploads();
   for (int l = 0; l < c.n_layers; l++) {
     const size_t bb = m.block_begin(l);
     const float* base = I.acquire(l);  // every version of the step runs while block l is at hand
@@ -825,9 +852,10 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
       I.block_with(l, b, wb, xs[k].p);
     }
     I.release(l);
-    // Issued once block l's work is queued: if the host update of block l + 1 is still running,
-    // the wait here leaves the device busy with block l (the slot of l + 1 frees when l - 1 ends).
-    I.issue_upload(l + 1);
+    // Issued once block l's work is queued: if the host update of the next streamed block is still
+    // running, the wait here leaves the device busy with block l (its slot frees when the streamed
+    // block before the previous one ends).
+    I.upload_after(l);
   }
   std::vector<std::vector<double>> out(S);
   for (size_t k = 0; k < S; k++) {

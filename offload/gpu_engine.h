@@ -51,6 +51,7 @@ class GpuEngine {
     WireDType wire;
     int two_way_blocks;         // streamed blocks updated on the device (GpuOptions::device_updates)
     size_t back_per_step;       // bytes device to host per step (the two-way blocks' f32 masters)
+    size_t host_updated_numel;  // weights the host updates per step (streamed, not two-way)
   };
   Plan plan() const;
   // Measured over the passes so far (version_logprobs and target_logprobs).

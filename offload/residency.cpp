@@ -43,8 +43,20 @@ ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, Wir
   }
   r.resident_blocks = resident;
   r.streamed_blocks = L - resident;
-  r.resident_bytes = r.globals_bytes;
-  for (int l = 0; l < resident; l++) r.resident_bytes += (m.block_end(l) - m.block_begin(l)) * sizeof(float);
+  // Block l is resident when floor((l + 1) R / L) > floor(l R / L): R blocks spread evenly. With
+  // the resident blocks first instead, uploads (one streamed block ahead) could overlap none of
+  // their compute. Blocks of unequal sizes keep the first R when the spread set would need more.
+  auto bytes_of = [&](int l) { return (m.block_end(l) - m.block_begin(l)) * sizeof(float); };
+  std::vector<uint8_t> spread(size_t(L), 0), prefix(size_t(L), 0);
+  size_t spread_bytes = 0, prefix_bytes = 0;
+  for (int l = 0; l < L; l++) {
+    spread[size_t(l)] = (long(l) + 1) * resident / L > long(l) * resident / L;
+    prefix[size_t(l)] = l < resident;
+    spread_bytes += spread[size_t(l)] ? bytes_of(l) : 0;
+    prefix_bytes += prefix[size_t(l)] ? bytes_of(l) : 0;
+  }
+  r.resident = spread_bytes <= prefix_bytes ? spread : prefix;
+  r.resident_bytes = r.globals_bytes + std::min(spread_bytes, prefix_bytes);
   r.fixed_bytes = r.globals_bytes + block + (r.streamed_blocks ? r.streaming_bytes : 0);
   return r;
 }

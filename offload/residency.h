@@ -9,11 +9,15 @@
 //   other than f32, one f32 decode buffer                                     streaming
 //   (two_way: some streamed blocks travel as f32 masters and come back updated, so the ring slots
 //   hold f32 blocks whatever the wire dtype)
-// Blocks are made resident in order while they fit with room left for the streaming buffers (the
-// last block may take that room when it is the only one left).
+// As many blocks are made resident as fit in order with room left for the streaming buffers (the
+// last block may take that room when it is the only one left); which ones: spread evenly among the
+// streamed ones, so that each streamed block's upload overlaps the compute of the resident blocks
+// before it (the engine uploads one streamed block ahead).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/wire.h"
 #include "models/model.h"
@@ -27,6 +31,7 @@ struct ResidencyPlan {
   size_t fixed_bytes = 0;        // perturbed globals + working copy (+ streaming buffers)
   size_t streaming_bytes = 0;    // ring slots (+ scales) + decode buffer, if anything streams
   size_t max_groups = 0;         // fp8 scales of the largest block
+  std::vector<uint8_t> resident; // per block: kept on the device
   size_t device_bytes() const { return resident_bytes + fixed_bytes; }
   std::string describe(const Model& m, WireDType wire) const;
 };

@@ -292,10 +292,7 @@ int bench_train(const BenchTrainArgs& a) {
       // The host's floor for an offloaded step (docs/ARCHITECTURE.md, "ZO2 streaming"): every weight
       // it updates (the streamed ones but two-way blocks') has its f32 master read and written, and
       // its z made again, per step and direction.
-      const int first = m.cfg.n_layers - streamed + devj["plan"].value("two_way_blocks", 0);
-      size_t sw = 0;
-      for (const Param& p : m.params)
-        if (p.block >= first) sw += p.numel;
+      const size_t sw = devj["plan"].value("host_updated_weights", size_t(0));
       const HostRates hr = measure_host_rates(so.dist);
       const double mem_s = 8.0 * double(sw) / (hr.rmw_gb_s * 1e9), z_s = double(sw) / (hr.z_gvalues_s * 1e9);
       devj["host_floor"] = {{"streamed_weights", sw},
