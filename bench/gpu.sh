@@ -247,6 +247,10 @@ RUNS=(  # name | shape | timed steps | flags
   "opt-13b offload bf16 8G two-way 24|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 24"
   "opt-13b offload bf16 8G two-way 14 rademacher|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 14 --dist rademacher"
   "opt-13b offload bf16 8G two-way auto|opt-13b|6|--gpu-mem 8G --wire-dtype bf16 --device-updates auto"
+  # Part of the model resident (about half at 30G), spread among the streamed blocks: uploads and the
+  # host's share can hide under resident compute.
+  "opt-13b offload bf16 30G|opt-13b|4|--gpu-mem 30G --wire-dtype bf16"
+  "opt-13b offload bf16 30G auto|opt-13b|6|--gpu-mem 30G --wire-dtype bf16 --device-updates auto"
 )
 # ZO_GPU_QUICK=1: the runs that carry the targets only (a short lease).
 # The Rademacher run last: how far the host bound moves when z is Philox alone.
