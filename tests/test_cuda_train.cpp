@@ -20,6 +20,7 @@
 
 #include "models/load.h"
 #include "offload/residency.h"
+#include "tests/support/small_models.h"
 #include "zo/bench.h"
 #include "zo/device.h"
 #include "zo/objective.h"
@@ -135,20 +136,7 @@ INSTANTIATE_TEST_SUITE_P(Tiny, CudaTrain, ::testing::Values("opt_pre_ln", "llama
 // and a forced changing split; the CPU replay of the log gives the device's weights bitwise.
 TEST(CudaTrainPartial, InterleavedResidencyMatchesTheCpuReplayBitwise) {
   if (cuda_devices() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
-  ModelConfig c;
-  c.arch = Arch::Llama;
-  c.vocab_size = 256;
-  c.hidden = c.embed_dim = 128;
-  c.n_layers = 8;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 32;
-  c.ffn_dim = 256;
-  c.max_pos = 64;
-  c.norm_eps = 1e-5f;
-  c.rope_theta = 10000.0f;
-  c.final_norm = true;
-  c.tie_embeddings = false;
+  const ModelConfig c = testing_support::small_llama(8, 256, 64);
   LossPlan plan = lm_loss_plan({{5, 17, 99, 3, 8, 201, 44}, {9, 9, 10, 11}, {100, 2, 3, 4, 5, 6, 7, 8}});
   struct Case {
     int two_way;

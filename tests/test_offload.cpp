@@ -11,6 +11,7 @@
 #include "core/wire.h"
 #include "models/load.h"
 #include "offload/residency.h"
+#include "tests/support/small_models.h"
 #include "zo/bench.h"
 #include "zo/objective.h"
 #include "zo/spsa.h"
@@ -22,23 +23,7 @@ using namespace zo;
 namespace {
 
 // A LLaMA of 8 blocks of ~1 MiB each (f32) and small globals: ~8 MiB of masters.
-ModelConfig eight_blocks() {
-  ModelConfig c;
-  c.arch = Arch::Llama;
-  c.vocab_size = 256;
-  c.hidden = c.embed_dim = 128;
-  c.n_layers = 8;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 32;
-  c.ffn_dim = 512;
-  c.max_pos = 256;
-  c.norm_eps = 1e-5f;
-  c.rope_theta = 10000.0f;
-  c.final_norm = true;
-  c.tie_embeddings = false;
-  return c;
-}
+ModelConfig eight_blocks() { return testing_support::small_llama(8, 512, 256); }
 
 LossPlan plan() {
   std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5, 6}, {7, 8, 9}, {10, 11, 12, 13}, {14, 15}};
