@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_num.h"
 
 namespace zo {
 
@@ -14,6 +15,11 @@ template <typename T>
 T get_or(const json& j, const char* key, T dflt, const std::string& src) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return dflt;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    T v{};
+    if (!json_integer(*it, &v)) fail("{}: config key '{}' is not an integer in range ({})", src, key, it->dump());
+    return v;
+  }
   try {
     return it->get<T>();
   } catch (const json::exception&) {
@@ -32,11 +38,14 @@ int token_id_or(const json& j, const char* key, const std::string& src) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return -1;
   if (it->is_array()) {  // LLaMA-3 configs list several eos ids: the first is the canonical one
-    if (it->empty() || !(*it)[0].is_number_integer()) fail("{}: config key '{}' is not a token id", src, key);
-    return (*it)[0].get<int>();
+    int id = -1;
+    if (it->empty() || !(*it)[0].is_number_integer() || !json_integer((*it)[0], &id))
+      fail("{}: config key '{}' is not a token id", src, key);
+    return id;
   }
-  if (!it->is_number_integer()) fail("{}: config key '{}' is not a token id", src, key);
-  return it->get<int>();
+  int id = -1;
+  if (!it->is_number_integer() || !json_integer(*it, &id)) fail("{}: config key '{}' is not a token id", src, key);
+  return id;
 }
 
 }  // namespace

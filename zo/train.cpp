@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "core/json_num.h"
 #include "core/wire.h"
 #include "models/load.h"
 #include "models/tokenizer.h"
@@ -61,6 +62,19 @@ json TrainConfig::to_json() const {
   return j;
 }
 
+namespace {
+// One config value: integers through json_integer (a float out of an int's range would be undefined
+// behaviour in get_to), the rest as nlohmann converts them (a wrong type throws).
+template <typename T>
+void read_field(const json& v, T& out, const std::string& key, const std::string& where) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (!json_integer(v, &out)) fail("{}: '{}' must be an integer in range (got {})", where, key, v.dump());
+  } else {
+    v.get_to(out);
+  }
+}
+}  // namespace
+
 TrainConfig TrainConfig::from_json(const json& j, const std::string& where, const TrainConfig& base) {
   ZO_CHECK(j.is_object(), "{}: a training config must be a JSON object", where);
   TrainConfig c = base;
@@ -74,7 +88,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where, cons
   }
   try {
 #define X(f) \
-  if (j.contains(key_of(#f))) j.at(key_of(#f)).get_to(c.f);
+  if (j.contains(key_of(#f))) read_field(j.at(key_of(#f)), c.f, key_of(#f), where);
     ZO_TRAIN_FIELDS(X)
 #undef X
   } catch (const json::exception& e) {
