@@ -189,6 +189,15 @@ TEST(TrainCli, SigintStopsCleanlyAndATornTailIsDropped) {
   // `zo replay` reports the same weights hash for both runs.
   EXPECT_EQ(exported(w, out, "20"), exported(w, ref, "20"));
   EXPECT_NE(exported(w, out, "20"), want);
+  // A damaged best.json (a step count beyond any integer): an error exit, no crash, for the
+  // commands that read it.
+  ASSERT_TRUE(fs::exists(out / "best.json"));
+  { std::ofstream(out / "best.json") << "{\"steps\": 1e300, \"dev_loss\": 1.0}\n"; }
+  EXPECT_EQ(run({"export", out.string(), "--step", "best", "--out", (w.root / "bad_export").string(), "--quiet"}), 1);
+  EXPECT_FALSE(fs::exists(w.root / "bad_export"));
+  args = w.train_args(out);
+  args.push_back("--resume");
+  EXPECT_EQ(run(args), 1);
 }
 
 TEST(StepLog, RoundTripAndDamage) {

@@ -500,6 +500,12 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   std::ofstream metrics((dir / "metrics.jsonl").string(), std::ios::app);
   ZO_CHECK(metrics.good(), "{}: cannot open metrics.jsonl", o.out);
   json best = fs::exists(dir / "best.json") ? read_json_file((dir / "best.json").string()) : json();
+  if (!best.is_null()) {  // from disk: checked before its numbers are used
+    long s = 0;
+    ZO_CHECK(best.is_object() && best.contains("steps") && json_integer(best["steps"], &s) && s >= 0 &&
+                 best.contains("dev_loss") && best["dev_loss"].is_number(),
+             "{}: best.json is malformed (expected {{\"steps\": N, \"dev_loss\": X}}); remove it to rebuild it", o.out);
+  }
   json summary;
   summary["setup_seconds"] = since(t_setup);
 

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/json_num.h"
 #include "models/load.h"
 #include "zo/cli/cli.h"
 #include "zo/train.h"
@@ -28,7 +29,9 @@ long steps_of(const std::string& dir, const std::string& which) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(f);
-      return j.at("steps").get<long>();
+      long steps = 0;
+      if (!json_integer(j.at("steps"), &steps) || steps < 0) fail("{}/best.json: 'steps' is not a step count", dir);
+      return steps;
     } catch (const nlohmann::json::exception& e) {
       fail("{}/best.json: {}", dir, e.what());
     }
