@@ -339,14 +339,14 @@ struct GpuEngine::Impl {
     }
   }
 
-  // Auto two-way: the first n streamed blocks are updated on the device, n chosen so that the host's
-  // work, (S - n) blocks at est_host each, meets the link's, n two-way blocks at est_two (f32 up;
-  // the f32 masters back in parallel) plus S - n one-way blocks at est_one. Estimates are the last
+  // Auto two-way: returns n, how many of the first streamed blocks to update on the device, so
+  // that the host's work, (S - n) blocks at est_host each, meets the link's, n two-way blocks at
+  // est_two (f32 up; the f32 masters back in parallel) plus S - n one-way blocks at est_one. Estimates are the last
   // step's measurements (a two-way block's, until one is measured: a one-way block's scaled to f32
   // and by the 1.35 the link lost with traffic both ways on an H100 machine); after the first
   // choice, n moves half way to the new target each step, which damps the feedback (the host's
   // rate changes with the link's traffic).
-  void retune() {
+  int retune() {
     const int S = n_streamed;
     double one = 0, two = 0;
     int n_one = 0, n_two = 0;
@@ -358,12 +358,12 @@ struct GpuEngine::Impl {
     if (n_one) est_one = one / n_one;
     if (n_two) est_two = two / n_two;
     if (last_host_blocks > 0) est_host = last_update_s / last_host_blocks;
-    if (est_host <= 0 || est_one <= 0) return;  // the host has not been measured yet: stay one-way
+    if (est_host <= 0 || est_one <= 0) return n_two_way;  // the host not measured yet: stay one-way
     const double two_b = est_two > 0 ? est_two : est_one * 4.0 / double(wire_size(wire)) * 1.35;
     int target = 0;
     if (est_host > est_one) target = int(std::lround(S * (est_host - est_one) / (est_host - est_one + two_b)));
     target = std::clamp(target, 0, S);
-    set_two_way(n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2);
+    return n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2;
   }
   // The first n streamed blocks (in pass order) two-way, the others one-way (between steps: nothing
   // pending).
@@ -897,17 +897,16 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
   // Momentum keeps the streamed blocks' state on the host, so under it they are all updated there,
   // and travel one-way in the wire dtype like the others (the shadow of every streamed block is kept).
   I.flush_pending();
-  if (I.n_two_way > 0 && opt == OptKind::Momentum && !I.auto_two_way) I.set_two_way(0);  // see below
-  if (I.auto_two_way && opt != OptKind::Momentum) {
-    if (I.forced_two_way.empty())
-      I.retune();
-    else
-      I.set_two_way(I.forced_two_way[I.n_updates % I.forced_two_way.size()]);
-  }
+  if (opt == OptKind::Momentum)
+    I.set_two_way(0);
+  else if (I.auto_two_way)
+    I.set_two_way(I.forced_two_way.empty() ? I.retune()
+                                           : I.forced_two_way[I.n_updates % I.forced_two_way.size()]);
   I.n_updates++;
-  const bool device_side = I.n_two_way > 0 && opt != OptKind::Momentum;
-  if (device_side) {
-    I.pend = Impl::Pending{terms, dist, opt, lr, wd, beta, trainable};
+  if (I.n_two_way > 0) {  // (assign: the vectors keep their capacity from step to step)
+    I.pend.terms.assign(terms.begin(), terms.end());
+    I.pend.trainable.assign(trainable.begin(), trainable.end());
+    I.pend.dist = dist, I.pend.opt = opt, I.pend.lr = lr, I.pend.wd = wd, I.pend.beta = beta;
     for (int l = 0; l < m.cfg.n_layers; l++) I.pend_left[size_t(l)] = I.two_way[size_t(l)];
   }
   if (opt == OptKind::Momentum && I.host_mom.empty()) {  // streamed parameters only
@@ -934,13 +933,14 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
       I.updated_upto = 1 << 30;
     }
   } reopen{I};
-  I.updater = std::thread([&I, terms, dist, opt, lr, wd, beta, tr, device_side] {
+  I.updater = std::thread([&I, terms, dist, opt, lr, wd, beta, tr] {
     Model& hm = *I.host;
     auto t0 = Clock::now();
     int blocks = 0;
     for (int l = 0; l < hm.cfg.n_layers; l++) {
-      blocks += !I.bdev[size_t(l)] && !(device_side && I.two_way[size_t(l)]);
-      if (!I.bdev[size_t(l)] && !(device_side && I.two_way[size_t(l)]))
+      const bool host_side = !I.bdev[size_t(l)] && !I.two_way[size_t(l)];
+      blocks += host_side;
+      if (host_side)
         for (size_t i = 0; i < hm.params.size(); i++) {
           const Param& p = hm.params[i];
           if (p.block != l || !tr[i]) continue;
