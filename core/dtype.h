@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/fp_codes.h"
+
 namespace zo {
 
 enum class DType : uint8_t { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL };
@@ -21,16 +23,8 @@ inline float bf16_to_f32(uint16_t h) {
   std::memcpy(&f, &u, 4);
   return f;
 }
-// Round to nearest even, as torch does when casting float32 -> bfloat16. NaN stays NaN.
-inline uint16_t f32_to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
+// f32_to_bf16 and f32_to_f16: core/fp_codes.h.
 float f16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f);
 
 // Convert n elements of src (dtype t) to f32. Throws for non-float dtypes.
 void convert_to_f32(DType t, const void* src, float* dst, size_t n);

@@ -20,11 +20,7 @@
 #include <cstdint>
 #include <cstring>
 
-#ifdef __CUDACC__
-#define ZO_HD __host__ __device__ __forceinline__
-#else
-#define ZO_HD inline
-#endif
+#include "core/hd.h"
 
 namespace zo::rng {
 

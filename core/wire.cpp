@@ -44,26 +44,6 @@ WireDType parse_wire_dtype(const std::string& s) {
   fail("--wire-dtype '{}': expected f32, bf16, f16 or fp8 (E4M3 with a scale per {} elements)", s, kWireGroup);
 }
 
-uint8_t f32_to_fp8_e4m3(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  const uint8_t sign = uint8_t((u >> 24) & 0x80u);
-  const uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return uint8_t(sign | 0x7f);           // NaN
-  if (a >= 0x43e80000u) return uint8_t(sign | 0x7e);          // |f| >= 464 (midpoint to 480): 448
-  if (a < 0x3c800000u) {                                      // |f| < 2^-6: subnormal range, step 2^-9
-    // m = |f| * 2^9 rounded to nearest even, exact: |f| * 512 is exact in f32 and rint rounds to even.
-    float m = std::nearbyint(wire_bits_to_f32(a) * 512.0f);
-    return uint8_t(sign | uint8_t(m));                        // m == 8 is the smallest normal's code
-  }
-  // Normal: keep 3 mantissa bits, round the 20 dropped ones to nearest even.
-  uint32_t exp = (a >> 23) - 120, man = a & 0x7fffffu;
-  uint32_t code = (exp << 3) | (man >> 20);
-  const uint32_t rem = man & 0xfffffu;
-  if (rem > 0x80000u || (rem == 0x80000u && (code & 1u))) code++;  // a carry moves into the exponent
-  return uint8_t(sign | code);
-}
-
 // The vector paths below give the scalar conversions' bits (tests/test_wire.cpp checks them on every
 // exponent, sign and rounding boundary, and against torch's casts). fp8: the normal range rounds with
 // integer arithmetic on the f32 bits, a + 0x7ffff + lsb carries exactly when the 20 dropped bits are

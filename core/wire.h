@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/fp_codes.h"
 #include "core/perturb.h"
 #include "core/philox.h"  // ZO_HD
 
@@ -74,8 +75,7 @@ ZO_HD float wire_value(WireDType t, const void* src, size_t i, float scale) {
   return 0.0f;
 }
 
-// f32 -> e4m3fn, round to nearest even, saturating at +-448 (NaN stays NaN).
-uint8_t f32_to_fp8_e4m3(float f);
+// f32_to_fp8_e4m3 (round to nearest even, saturating at +-448, NaN stays NaN): core/fp_codes.h.
 
 // The element conversions of wire_encode over arrays, vectorized where the CPU allows (the same bits
 // as the scalar functions): dst[i] = f32_to_fp8_e4m3(src[i] / scale); dst[i] = f32_to_f16(src[i]),

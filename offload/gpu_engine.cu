@@ -94,7 +94,8 @@ struct GpuEngine::Impl {
   WireDType wire = WireDType::F32;
   DevBuf<uint8_t> ring[2];         // a streamed block in the wire dtype
   DevBuf<float> ring_scales[2];    // its fp8 scales
-  DevBuf<float> dec;               // the block decoded to f32 (wire != f32)
+  DevBuf<float> dec;               // the block decoded to f32 (wire != f32), or a two-way block rounded
+  DevBuf<int> round_overflow;      // f16 wire with two-way blocks: a master beyond f16's range
   PinnedBuf shadow, shadow_scales; // host: streamed blocks encoded in the wire dtype (wire != f32)
   std::vector<size_t> shadow_off;  // per block: byte offset of its wire data in shadow
   std::vector<size_t> scale_off;   // per parameter: float offset of its scales in shadow_scales
@@ -269,6 +270,10 @@ struct GpuEngine::Impl {
         ZO_CUDA_CHECK(cudaEventRecord(released[k], st));
       }
       if (wire != WireDType::F32) dec.reserve(m.max_block_numel());
+      if (can_two_way && wire == WireDType::F16) {
+        round_overflow.reserve(1);
+        ZO_CUDA_CHECK(cudaMemset(round_overflow.p, 0, sizeof(int)));
+      }
       up_t0.resize(size_t(c0.n_layers));
       up_t1.resize(size_t(c0.n_layers));
       for (int l = 0; l < c0.n_layers; l++) {
@@ -454,16 +459,21 @@ struct GpuEngine::Impl {
   // Block l's weights on the device: resident, or uploaded into its ring slot (the slots alternate
   // along the streamed blocks; the upload of the next streamed block is issued right after block
   // l's compute is queued, so it overlaps the compute of every block up to it).
-  void issue_upload(int l) {
+  // The upload reads the masters (or their shadow) only once the host update of block l is done.
+  // wait false: if that update is still running, issue nothing and return, so that the caller can
+  // go on queuing resident blocks for the device meanwhile (acquire, which must have the block,
+  // waits).
+  void issue_upload(int l, bool wait) {
     if (l < 0 || l >= m.cfg.n_layers || bdev[size_t(l)] || issued_at[size_t(l)] == pass_no) return;
-    issued_at[size_t(l)] = pass_no;
     const int k = slot_of[size_t(l)];
     {
       auto t0 = Clock::now();
-      std::unique_lock<std::mutex> g(umu);  // the host update of block l must be done
+      std::unique_lock<std::mutex> g(umu);
+      if (!wait && updated_upto <= l) return;
       ucv.wait(g, [&] { return updated_upto > l; });
       st_.host_wait_seconds += since(t0);
     }
+    issued_at[size_t(l)] = pass_no;
     ZO_CHECK(!encode_overflow.load(), "--wire-dtype {}: an update took weights beyond the dtype's range (use bf16)",
              wire_name(wire));
     const size_t bb = m.block_begin(l), n = m.block_end(l) - bb;
@@ -494,14 +504,15 @@ struct GpuEngine::Impl {
       ZO_CUDA_CHECK(cudaEventRecord(comp_t0[size_t(l)], st));
       return bdev[size_t(l)];
     }
-    issue_upload(l);  // a no-op: issued at the pass's start or after the block before
+    issue_upload(l, true);  // a no-op if issued at the pass's start or after a block before
     const int k = slot_of[size_t(l)];
     ZO_CUDA_CHECK(cudaStreamWaitEvent(st, uploaded[k], 0));
     ZO_CUDA_CHECK(cudaEventRecord(comp_t0[size_t(l)], st));  // after the wait: compute time only
+    const size_t bb = m.block_begin(l);
     if (down && two_way[size_t(l)]) {
       float* wb = reinterpret_cast<float*>(ring[k].p);
       if (pend_left[size_t(l)]) {  // the step's update, then the updated masters back to the host
-        const size_t bb = m.block_begin(l), n = m.block_end(l) - bb;
+        const size_t n = m.block_end(l) - bb;
         for (size_t i = 0; i < m.params.size(); i++) {
           const Param& p = m.params[i];
           if (p.block != l || !pend.trainable[i]) continue;
@@ -517,10 +528,17 @@ struct GpuEngine::Impl {
         pend_left[size_t(l)] = 0;
         st_.bytes_d2h += n * sizeof(float);
       }
-      return wb;
+      if (wire == WireDType::F32) return wb;
+      // The forward sees the masters rounded as a trip in the wire dtype rounds them, as for a
+      // one-way block: which blocks travel two-way (auto's choice follows the timings) changes no
+      // loss, so a run gives the same log whatever the split.
+      for (const Param& p : m.params)
+        if (p.block == l)
+          cuda::wire_round(dec.p + (p.offset - bb), wb + (p.offset - bb), p.numel, wire, round_overflow.p, st);
+      return dec.p;
     }
     if (wire == WireDType::F32) return reinterpret_cast<const float*>(ring[k].p);
-    const size_t bb = m.block_begin(l), ws = wire_size(wire);
+    const size_t ws = wire_size(wire);
     for (size_t i = 0; i < m.params.size(); i++) {
       const Param& p = m.params[i];
       if (p.block != l) continue;
@@ -534,6 +552,11 @@ struct GpuEngine::Impl {
     ZO_CUDA_CHECK(cudaStreamSynchronize(st));
     if (up) ZO_CUDA_CHECK(cudaStreamSynchronize(up));
     if (down) ZO_CUDA_CHECK(cudaStreamSynchronize(down));
+    if (round_overflow.p) {
+      int over = 0;
+      ZO_CUDA_CHECK(cudaMemcpy(&over, round_overflow.p, sizeof(int), cudaMemcpyDeviceToHost));
+      ZO_CHECK(!over, "--wire-dtype {}: an update took weights beyond the dtype's range (use bf16)", wire_name(wire));
+    }
     st_.pass_seconds += since(t0);
     st_.passes++;
     for (int l = 0; l < m.cfg.n_layers && n_streamed; l++) {
@@ -569,13 +592,15 @@ struct GpuEngine::Impl {
     upload_after(l);
   }
   // A pass begins: the first streamed block's upload. After block l: the next streamed block's.
+  // Neither waits for the host updater: a resident block queued meanwhile keeps the device busy
+  // (the next call, or the block's acquire, issues the upload once the update is done).
   void begin_uploads() {
     pass_no++;
-    if (!streamed_ids.empty()) issue_upload(streamed_ids[0]);
+    if (!streamed_ids.empty()) issue_upload(streamed_ids[0], false);
   }
   void upload_after(int l) {
     auto it = std::upper_bound(streamed_ids.begin(), streamed_ids.end(), l);
-    if (it != streamed_ids.end()) issue_upload(*it);
+    if (it != streamed_ids.end()) issue_upload(*it, false);
   }
 
   // The architecture's norm: LayerNorm (OPT, with bias) or RMSNorm (LLaMA).
@@ -852,9 +877,9 @@ std::vector<std::vector<double>> GpuEngine::version_logprobs(const Batch& b, con
       I.block_with(l, b, wb, xs[k].p);
     }
     I.release(l);
-    // Issued once block l's work is queued: if the host update of the next streamed block is still
-    // running, the wait here leaves the device busy with block l (its slot frees when the streamed
-    // block before the previous one ends).
+    // Issued once block l's work is queued, if the host update of the next streamed block is done
+    // (its slot frees when the streamed block before the previous one ends); otherwise the resident
+    // blocks before it are queued first.
     I.upload_after(l);
   }
   std::vector<std::vector<double>> out(S);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -245,4 +246,56 @@ TEST(CudaOps, WireDecodeIsBitIdenticalToTheCpu) {
     auto got = out.host();
     EXPECT_EQ(std::memcmp(got.data(), want.data(), n * sizeof(float)), 0) << wire_name(t);
   }
+}
+
+// The device's rounding of f32 weights by the wire (what a two-way block's forward sees) against
+// the CPU's wire_decode(wire_encode(x)): bit-identical for every dtype, on values at the dtypes'
+// rounding boundaries and range limits (subnormals, f16's and e4m3's largest values, signed zeros,
+// NaN, infinities), an all-zero fp8 group, a group holding an infinity, and a partial last group;
+// f16's overflow flag set exactly when a finite value became infinite.
+TEST(CudaOps, WireRoundIsBitIdenticalToTheCpu) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
+  const size_t n = 5 * kWireGroup + 321;
+  std::vector<float> x = randn(n, 0.05f, 78);
+  for (size_t i = kWireGroup; i < 2 * kWireGroup; i++) x[i] *= 1000.0f;    // a wide group
+  for (size_t i = 2 * kWireGroup; i < 3 * kWireGroup; i++) x[i] = 0.0f;     // all zero: scale 1
+  x[3 * kWireGroup + 5] = std::numeric_limits<float>::infinity();            // fp8 scale 1 here
+  x[3 * kWireGroup + 6] = std::nanf("");
+  const float edge[] = {-0.0f, 1e-40f, -1e-45f, 5.9604645e-08f, 2.9802322e-08f, 65504.0f, 65520.0f, 448.0f, 464.0f,
+                        -463.99f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256, 0.0009765625f, 0.001953125f * 1.5f,
+                        3.3895314e38f, -std::numeric_limits<float>::infinity()};
+  size_t at = 4 * kWireGroup;
+  for (float e : edge) x[at++] = e;
+  for (uint32_t k = 0; k < 4096; k++) {  // halfway and beside it for bf16 and f16, across exponents
+    const uint32_t u = (uint32_t(100 + k % 60) << 23) | ((k & 1) ? 0x8000u : 0x7fffu) | ((k & 2) ? 0x1000u : 0x10000u);
+    x[at++] = rng::bits_to_float(u | ((k & 4) ? 0x80000000u : 0u));
+  }
+  for (WireDType t : {WireDType::F32, WireDType::BF16, WireDType::F16, WireDType::FP8}) {
+    std::vector<float> want(n);
+    std::vector<uint8_t> enc(n * wire_size(t));
+    std::vector<float> sc(wire_groups(n));
+    const bool fits = wire_encode(t, x.data(), n, enc.data(), sc.data());
+    EXPECT_EQ(fits, t != WireDType::F16) << wire_name(t);  // 65520 rounds to f16's infinity
+    wire_decode(t, enc.data(), n, sc.data(), want.data());
+    Dev<float> dx(x), out(n);
+    Dev<int> over(std::vector<int>{0});
+    cuda::wire_round(out.p, dx.p, n, t, over.p, nullptr);
+    auto got = out.host();
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (std::memcmp(&got[i], &want[i], 4) != 0 && bad++ < 5) {
+        ADD_FAILURE() << wire_name(t) << " element " << i << " of " << x[i] << ": " << got[i] << " against " << want[i];
+      }
+    }
+    EXPECT_EQ(bad, 0u) << wire_name(t);
+    if (t == WireDType::F16) {
+      EXPECT_EQ(over.host()[0], 1);
+    }
+  }
+  std::vector<float> small = {1.0f, -2.5f, 65504.0f};  // fits: the flag stays clear
+  Dev<float> ds(small), out(small.size());
+  Dev<int> over(std::vector<int>{0});
+  cuda::wire_round(out.p, ds.p, small.size(), WireDType::F16, over.p, nullptr);
+  EXPECT_EQ(over.host()[0], 0);
+  EXPECT_EQ(out.host(), small);
 }

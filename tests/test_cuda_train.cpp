@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/wire.h"
 #include "models/load.h"
 #include "offload/residency.h"
 #include "tests/support/small_models.h"
@@ -132,50 +133,133 @@ INSTANTIATE_TEST_SUITE_P(Tiny, CudaTrain, ::testing::Values("opt_pre_ln", "llama
 
 // Part of the model resident: the planner spreads the resident blocks among the streamed ones
 // (offload/residency.h), so the ring slots and the uploads follow the streamed blocks' order, not
-// the block index. An eight-block LLaMA with random weights, four blocks resident; one-way, two-way
-// and a forced changing split; the CPU replay of the log gives the device's weights bitwise.
-TEST(CudaTrainPartial, InterleavedResidencyMatchesTheCpuReplayBitwise) {
+// the block index. An eight-block LLaMA with random weights, four blocks resident (1, 3, 5, 7: the
+// streamed blocks alternate with them) or three (2, 5, 7: an odd number streamed, two of them
+// adjacent, the last block resident); f32, bf16 and fp8 wires; one-way, two blocks two-way, a
+// forced changing split, and momentum (which keeps every streamed block on the host). Oracles, at
+// every step: the CPU's losses on the weights the device's forward should see (the CPU applies the
+// device's records to its own masters, and rounds every streamed block by a trip over the wire,
+// however the block travelled) agree within the f32 GEMM tolerance, so a wrong block in a slot, an
+// upload racing the compute, or a two-way block's forward seeing unrounded masters shows; the
+// bytes over the link are exactly each pass's streamed blocks, f32 for two-way ones and the wire
+// dtype for the others, and the two-way blocks' f32 masters back; and the CPU replay of the log
+// gives the device's weights bitwise. And the split is invisible to the forward: every run with
+// two-way blocks gives the one-way run's losses bit for bit (momentum: its first step, the only one
+// with the same update rule). The block weights are N(0, 0.1) rather than fill_random's 0.02, so
+// that the blocks move the loss: on the CPU, exchanging two blocks then moves it by 2e-2 relative,
+// and rounding two blocks to bf16 by 4e-4 (with 0.02: 6e-4 and 5e-7).
+TEST(CudaTrainPartial, InterleavedResidencyMatchesTheCpuStepByStep) {
   if (cuda_devices() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
   const ModelConfig c = testing_support::small_llama(8, 256, 64);
   LossPlan plan = lm_loss_plan({{5, 17, 99, 3, 8, 201, 44}, {9, 9, 10, 11}, {100, 2, 3, 4, 5, 6, 7, 8}});
   struct Case {
-    int two_way;
-    std::vector<int> seq;
+    const char* wire;
+    int resident;
+    int two_way;               // DeviceOptions::device_updates
+    std::vector<int> seq;      // forced split of auto, update by update
+    OptKind opt = OptKind::SGD;
   };
-  for (const Case& cs : {Case{0, {}}, Case{2, {}}, Case{-1, {0, 3, 1, 4}}}) {
-    SCOPED_TRACE("two-way " + std::to_string(cs.two_way));
+  std::vector<Case> cases;
+  for (const char* wire : {"f32", "bf16", "fp8"})
+    for (int r : {4, 3}) {
+      cases.push_back({wire, r, 0, {}});
+      cases.push_back({wire, r, 2, {}});
+      cases.push_back({wire, r, -1, {0, 3, 1, 4}});
+      cases.push_back({wire, r, 2, {}, OptKind::Momentum});
+    }
+  const int L = c.n_layers, steps = 5;
+  auto make_model = [&] {
+    Model m = Model::allocate(c, DType::F32);
+    fill_random(m, 3);
+    float* a = static_cast<float*>(m.arena());
+    for (const Param& p : m.params)
+      if (p.block >= 0 && p.role != kLn1W && p.role != kLn2W)
+        for (size_t i = 0; i < p.numel; i++) a[p.offset + i] *= 5.0f;
+    return m;
+  };
+  std::vector<std::pair<double, double>> one_way;  // the losses of the last one-way case
+  for (const Case& cs : cases) {
+    SCOPED_TRACE(std::string(cs.wire) + " resident " + std::to_string(cs.resident) + " two-way " +
+                 std::to_string(cs.two_way) + (cs.seq.empty() ? "" : " forced") +
+                 (cs.opt == OptKind::Momentum ? " momentum" : ""));
     SpsaOptions so;
     so.eps = 1e-2f;
-    Model md = Model::allocate(c, DType::F32), mr = Model::allocate(c, DType::F32);
-    fill_random(md, 3);
-    fill_random(mr, 3);
-    Engine ed(md);
-    Spsa sd(md, ed, so);
+    so.opt = cs.opt;
+    Model md = make_model(), mc = make_model();
+    Engine ed(md), ec(mc);
+    Spsa sd(md, ed, so), sc(mc, ec, so);  // sc: the CPU replay of the device's log, step by step
+    const WireDType wire = parse_wire_dtype(cs.wire);
     DeviceOptions o;
     o.gemm = "f32";
-    o.wire = "bf16";
+    o.wire = cs.wire;
     o.device_updates = cs.two_way;
     o.device_updates_sequence = cs.seq;
-    const ResidencyPlan rp = plan_residency(md, 0, 0, WireDType::BF16, cs.two_way != 0);
-    o.gpu_mem = 2 * rp.globals_bytes + md.max_block_numel() * 4 * 5 + rp.streaming_bytes + 1;  // 4 blocks resident
-    const ResidencyPlan want = plan_residency(md, o.gpu_mem, 0, WireDType::BF16, cs.two_way != 0);
-    ASSERT_EQ(want.resident_blocks, 4);
-    ASSERT_FALSE(want.resident[0]);  // spread: 1, 3, 5, 7
+    const size_t n = md.max_block_numel();  // every block has the same size
+    const ResidencyPlan rp = plan_residency(md, 0, 0, wire, cs.two_way != 0);
+    o.gpu_mem = 2 * rp.globals_bytes + n * 4 * size_t(cs.resident + 1) + rp.streaming_bytes + 1;
+    const ResidencyPlan want = plan_residency(md, o.gpu_mem, 0, wire, cs.two_way != 0);
+    ASSERT_EQ(want.resident_blocks, cs.resident);
+    const std::vector<bool> spread = cs.resident == 4 ? std::vector<bool>{0, 1, 0, 1, 0, 1, 0, 1}
+                                                      : std::vector<bool>{0, 0, 1, 0, 0, 1, 0, 1};
+    for (int l = 0; l < L; l++) ASSERT_EQ(bool(want.resident[size_t(l)]), spread[size_t(l)]) << "block " << l;
     auto dev = make_cuda_device(md, o);
     sd.set_device(dev.get());
-    EXPECT_EQ(dev->plan()["resident_blocks"].get<int>(), 4);
-    std::vector<StepRecord> log;
-    for (int t = 0; t < 5; t++) {
-      StepRecord rd = sd.step(uint64_t(t), {rng::direction_seed(9, uint64_t(t), 0)}, 1e-3f, plan);
+    const int S = L - cs.resident;
+    EXPECT_EQ(dev->plan()["resident_blocks"].get<int>(), cs.resident);
+    // The weights the device's forward sees: the masters, each streamed block rounded by the wire.
+    auto seen = [&](const Model& from) {
+      Model mw = Model::allocate(c, DType::F32);
+      std::memcpy(mw.arena(), from.arena(), from.bytes());
+      for (const Param& p : mw.params) {
+        if (p.block < 0 || want.resident[size_t(p.block)]) continue;
+        float* w = static_cast<float*>(mw.arena()) + p.offset;
+        std::vector<uint8_t> enc(p.numel * wire_size(wire));
+        std::vector<float> scales(wire_groups(p.numel));
+        EXPECT_TRUE(wire_encode(wire, w, p.numel, enc.data(), scales.data()));
+        wire_decode(wire, enc.data(), p.numel, scales.data(), w);
+      }
+      return mw;
+    };
+    for (int t = 0; t < steps; t++) {
+      const std::vector<uint64_t> seeds = {rng::direction_seed(9, uint64_t(t), 0)};
+      StepRecord rd = sd.step(uint64_t(t), seeds, 1e-3f, plan);
+      Model mw = seen(mc);
+      Engine ew(mw);
+      Spsa sw(mw, ew, so);
+      const StepRecord rc = sw.step(uint64_t(t), seeds, 1e-3f, plan);
+      ASSERT_FALSE(rd.skipped()) << "step " << t << ": non-finite loss on the device";
+      EXPECT_NEAR(rd.loss_a, rc.loss_a, 1e-4 * (1 + std::fabs(rc.loss_a))) << "step " << t;
+      EXPECT_NEAR(rd.loss_b, rc.loss_b, 1e-4 * (1 + std::fabs(rc.loss_b))) << "step " << t;
+      if (cs.two_way == 0) {
+        if (t == 0) one_way.clear();
+        one_way.emplace_back(rd.loss_a, rd.loss_b);
+      } else if (cs.opt == OptKind::SGD || t == 0) {
+        EXPECT_EQ(rd.loss_a, one_way[size_t(t)].first) << "step " << t << ": the split changed the forward";
+        EXPECT_EQ(rd.loss_b, one_way[size_t(t)].second) << "step " << t << ": the split changed the forward";
+      }
       sd.set_pending(rd);
-      log.push_back(rd);
+      sc.apply(rd);  // the CPU's masters follow the device's trajectory
     }
-    EXPECT_EQ(dev->stats()["bytes_h2d"].get<size_t>() > 0, true);
+    // The split of each pass: the plan's before the first update, then the one chosen at each update
+    // (momentum: every streamed block on the host after the first update). A two-way block's masters
+    // come back only once an update is pending, so from the second pass on.
+    std::vector<int> split(steps, std::min(std::max(cs.two_way, 0), S));
+    if (!cs.seq.empty())
+      for (int p = 1; p < steps; p++) split[size_t(p)] = cs.seq[size_t(p - 1) % cs.seq.size()];
+    if (cs.opt == OptKind::Momentum)
+      for (int p = 1; p < steps; p++) split[size_t(p)] = 0;
+    size_t scale_bytes = 0;  // fp8: a one-way block's scales travel with it
+    for (const Param& p : md.params)
+      if (p.block == 0 && wire_scaled(wire)) scale_bytes += wire_groups(p.numel) * sizeof(float);
+    size_t up = 0, down = 0;
+    for (int p = 0; p < steps; p++) {
+      up += size_t(split[size_t(p)]) * n * 4 + size_t(S - split[size_t(p)]) * (n * wire_size(wire) + scale_bytes);
+      if (p > 0) down += size_t(split[size_t(p)]) * n * 4;
+    }
+    EXPECT_EQ(dev->stats()["bytes_h2d"].get<size_t>(), up) << "each streamed block once per pass, resident ones never";
+    EXPECT_EQ(dev->stats()["bytes_d2h"].get<size_t>(), down);
     sd.flush();
-    Engine er(mr);
-    Spsa sr(mr, er, so);
-    for (const StepRecord& r : log) sr.apply(r);
-    EXPECT_EQ(std::memcmp(md.arena(), mr.arena(), mr.bytes()), 0) << "device weights differ from the CPU replay";
+    EXPECT_EQ(std::memcmp(md.arena(), mc.arena(), mc.bytes()), 0) << "device weights differ from the CPU replay";
   }
 }
 
