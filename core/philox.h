@@ -90,13 +90,13 @@ ZO_HD float sqrt_f(float x) {
 // ln(u) for u in (0, 1], u a normal float. u = m * 2^e with m in [sqrt(1/2), sqrt(2)); then
 // ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, as an odd series to s^11 (truncation
 // below 2e-9 relative). Within about 2 ulp of the true value.
+// m and e by integer arithmetic on u's bits: subtracting the bits of 0x1.6a09e8p-1 (the float just
+// above sqrt(1/2)) leaves e in the high bits (arithmetic shift) and m's mantissa in the low ones,
+// so that m is halved exactly when u's mantissa is above that of sqrt(2)'s float.
 ZO_HD float log_unit(float u) {
-  uint32_t b = float_to_bits(u);
-  int e = int((b >> 23) & 0xffu) - 127;
-  float m = bits_to_float((b & 0x7fffffu) | 0x3f800000u);  // [1, 2)
-  bool big = m > 1.41421356f;
-  m = big ? m * 0.5f : m;  // exact
-  e += big ? 1 : 0;
+  const int32_t ix = int32_t(float_to_bits(u) - 0x3f3504f4u);
+  const int e = ix >> 23;
+  const float m = bits_to_float((uint32_t(ix) & 0x7fffffu) + 0x3f3504f4u);  // [sqrt(1/2), sqrt(2))
   float f = m - 1.0f;  // exact (Sterbenz)
   float s = f / (2.0f + f);
   float s2 = s * s;
@@ -109,16 +109,14 @@ ZO_HD float log_unit(float u) {
   return fma_f(fe, 0.693145751953125f, fma_f(fe, 1.428606820309417e-06f, logm));  // ln2 = hi + lo
 }
 
-// sin and cos of 2 pi u for u in [0, 1) (u a multiple of 2^-24). 4u = q + r with |r| <= 1/2 exactly;
+// sin and cos of 2 pi u for u = k 2^-24, k < 2^24. 4u = q + r with |r| <= 1/2 exactly: q and r
+// come from k's bits (q = k >> 22, r = the low 22 bits times 2^-22, less 1 above one half);
 // sin/cos(pi/2 r) by Taylor series in r to r^11 / r^12 (truncation below 1e-10), then the quadrant q.
-ZO_HD void sincos_2pi(float u, float* s_out, float* c_out) {
-  float t = u * 4.0f;       // exact
-  float qf = float(int(t));  // floor, t >= 0
-  float r = t - qf;          // exact, [0, 1)
-  int q = int(qf);
-  bool up = r > 0.5f;
-  r = up ? r - 1.0f : r;  // exact
-  q += up ? 1 : 0;
+ZO_HD void sincos_2pi(uint32_t k, float* s_out, float* c_out) {
+  const uint32_t low = k & 0x3fffffu;
+  const bool up = low > 0x200000u;
+  const uint32_t q = (k >> 22) + (up ? 1u : 0u);
+  const float r = float(int32_t(low) - (up ? 0x400000 : 0)) * 2.384185791015625e-07f;  // 2^-22, exact
   float r2 = r * r;
   // sin(pi/2 r) = r (a1 + a3 r^2 + ... + a11 r^10),  cos(pi/2 r) = 1 + b2 r^2 + ... + b12 r^12
   float sp = fma_f(r2, -3.598843235212084e-06f, 1.6044118478735975e-04f);
@@ -133,11 +131,12 @@ ZO_HD void sincos_2pi(float u, float* s_out, float* c_out) {
   cp = fma_f(r2, cp, 2.53669507901048e-01f);
   cp = fma_f(r2, cp, -1.2337005501361697f);
   float cs = fma_f(r2, cp, 1.0f);
-  // Quadrant q: (sin, cos)(pi/2 q + a) from (sin a, cos a), without branches so loops vectorize.
-  bool swap = (q & 1) != 0;
-  float s_abs = swap ? cs : sn, c_abs = swap ? sn : cs;
-  *s_out = (q & 2) ? -s_abs : s_abs;
-  *c_out = ((q + 1) & 2) ? -c_abs : c_abs;
+  // Quadrant q: (sin, cos)(pi/2 q + a) from (sin a, cos a): swap on odd q, then sign bits from bit 1
+  // of q and of q + 1 (no branches, so loops vectorize).
+  const bool swap = (q & 1) != 0;
+  const float s_abs = swap ? cs : sn, c_abs = swap ? sn : cs;
+  *s_out = bits_to_float(float_to_bits(s_abs) ^ ((q << 30) & 0x80000000u));
+  *c_out = bits_to_float(float_to_bits(c_abs) ^ (((q + 1) << 30) & 0x80000000u));
 }
 
 // Two standard normals from two Philox words (Box-Muller).
@@ -145,10 +144,9 @@ ZO_HD void box_muller(uint32_t wa, uint32_t wb, float* z0, float* z1) {
   // Converted as signed ints (exact below 2^24): x86 without AVX-512 has no vector unsigned
   // conversion. (The CPU build also needs -fno-trapping-math there: see core/CMakeLists.txt.)
   float u1 = float(int32_t((wa >> 8) + 1u)) * 5.9604644775390625e-08f;  // 2^-24, exact
-  float u2 = float(int32_t(wb >> 8)) * 5.9604644775390625e-08f;
   float r = sqrt_f(-2.0f * log_unit(u1));
   float sn, cs;
-  sincos_2pi(u2, &sn, &cs);
+  sincos_2pi(wb >> 8, &sn, &cs);
   *z0 = r * cs;
   *z1 = r * sn;
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -100,6 +101,83 @@ TEST(Perturb, Float32BoxMullerWithinAFewUlpOfFloat64) {
   EXPECT_LT(worst, 5e-7);
   EXPECT_NEAR(sum / n, 0.0, 5.0 / std::sqrt(double(n)));
   EXPECT_NEAR(sum2 / n, 1.0, 5.0 * std::sqrt(2.0 / double(n)));
+}
+
+// The float32 mapping's definition, step by step in float arithmetic (docs/ARCHITECTURE.md,
+// "Perturbations"): u1 = ((wa >> 8) + 1) 2^-24 = m 2^e with m in [1, 2) halved when above sqrt(2)'s
+// float; 4 u2 = floor + fraction, the fraction less 1 above one half. core/philox.h computes the
+// same with integer arithmetic on the bits (faster: fewer vector operations); every input is
+// checked, 2^24 for each half (r depends on wa only, the sine and cosine on wb only).
+namespace spec {
+float log_unit(float u) {
+  uint32_t b = rng::float_to_bits(u);
+  int e = int((b >> 23) & 0xffu) - 127;
+  float m = rng::bits_to_float((b & 0x7fffffu) | 0x3f800000u);
+  const bool big = m > 1.41421356f;
+  m = big ? m * 0.5f : m;
+  e += big ? 1 : 0;
+  const float f = m - 1.0f, s = f / (2.0f + f), s2 = s * s;
+  float p = std::fma(s2, 1.0f / 11.0f, 1.0f / 9.0f);
+  p = std::fma(s2, p, 1.0f / 7.0f);
+  p = std::fma(s2, p, 1.0f / 5.0f);
+  p = std::fma(s2, p, 1.0f / 3.0f);
+  const float logm = std::fma(2.0f * s * s2, p, 2.0f * s), fe = float(e);
+  return std::fma(fe, 0.693145751953125f, std::fma(fe, 1.428606820309417e-06f, logm));
+}
+void sincos_2pi(float u, float* s_out, float* c_out) {
+  const float t = u * 4.0f, qf = std::floor(t);
+  float r = t - qf;
+  int q = int(qf);
+  if (r > 0.5f) r -= 1.0f, q += 1;
+  const float r2 = r * r;
+  float sp = std::fma(r2, -3.598843235212084e-06f, 1.6044118478735975e-04f);
+  for (float a : {-4.681754135318687e-03f, 7.969262624616703e-02f, -6.459640975062462e-01f, 1.5707963267948966f})
+    sp = std::fma(r2, sp, a);
+  float cp = std::fma(r2, 4.710874778818169e-07f, -2.5202042373060596e-05f);
+  for (float b : {9.192602748394263e-04f, -2.0863480763352957e-02f, 2.53669507901048e-01f, -1.2337005501361697f, 1.0f})
+    cp = std::fma(r2, cp, b);
+  const float sn = r * sp, cs = cp;
+  const float s_abs = (q & 1) ? cs : sn, c_abs = (q & 1) ? sn : cs;
+  *s_out = (q & 2) ? -s_abs : s_abs;
+  *c_out = ((q + 1) & 2) ? -c_abs : c_abs;
+}
+}  // namespace spec
+
+TEST(Perturb, BoxMullerMatchesItsFloatDefinitionOnEveryInput) {
+  size_t bad_ln = 0, bad_sc = 0;
+  for (uint32_t k = 0; k < (1u << 24); k++) {
+    const float u1 = float(k + 1) * 5.9604644775390625e-08f, u2 = float(k) * 5.9604644775390625e-08f;
+    const float ln = rng::log_unit(u1), want_ln = spec::log_unit(u1);
+    if (rng::float_to_bits(ln) != rng::float_to_bits(want_ln) && bad_ln++ < 5)
+      ADD_FAILURE() << "ln(" << u1 << ") = " << ln << " against " << want_ln;
+    float s, c, want_s, want_c;
+    rng::sincos_2pi(k, &s, &c);
+    spec::sincos_2pi(u2, &want_s, &want_c);
+    if ((rng::float_to_bits(s) != rng::float_to_bits(want_s) || rng::float_to_bits(c) != rng::float_to_bits(want_c)) &&
+        bad_sc++ < 5)
+      ADD_FAILURE() << "sincos(2 pi " << u2 << ") = " << s << ", " << c << " against " << want_s << ", " << want_c;
+  }
+  EXPECT_EQ(bad_ln, 0u);
+  EXPECT_EQ(bad_sc, 0u);
+  std::mt19937 gen(5);  // and box_muller composes them as defined
+  for (int i = 0; i < 100000; i++) {
+    const uint32_t wa = uint32_t(gen()), wb = uint32_t(gen());
+    float z0, z1, s, c;
+    rng::box_muller(wa, wb, &z0, &z1);
+    const float r = std::sqrt(-2.0f * spec::log_unit(float((wa >> 8) + 1) * 5.9604644775390625e-08f));
+    spec::sincos_2pi(float(wb >> 8) * 5.9604644775390625e-08f, &s, &c);
+    ASSERT_EQ(rng::float_to_bits(z0), rng::float_to_bits(r * c)) << wa << " " << wb;
+    ASSERT_EQ(rng::float_to_bits(z1), rng::float_to_bits(r * s)) << wa << " " << wb;
+  }
+  // The bulk fill's vector loop (compiled separately from the scalar code above) gives the same bits.
+  const size_t n = size_t(1) << 22;
+  std::vector<float> bulk(n);
+  fill_z(bulk.data(), 0xfeed, 0xbeef, 0, n, Dist::Gaussian);
+  for (size_t j = 0; j < n / 4; j++) {
+    float one[4];
+    rng::z_block(one, 0xfeed, 0xbeef, j, Dist::Gaussian);
+    ASSERT_EQ(std::memcmp(one, &bulk[4 * j], sizeof one), 0) << "counter block " << j;
+  }
 }
 
 // A range is the same whichever piece of it is asked for (chunking, offsets, threads).
