@@ -144,7 +144,8 @@ void add_train(CLI::App& app, Runner& run) {
                                       "cuda with --gpu-mem: this many streamed blocks are updated on the GPU and "
                                       "sent back as f32 (ZO2's two-way traffic) instead of on the host; helps where "
                                       "the host's cores cannot regenerate every streamed weight's z within a step. "
-                                      "Same weights bit for bit. 0: all on the host (one-way); auto: chosen again at "
+                                      "Same losses and weights bit for bit whatever the split (a two-way block's forward still sees the "
+                                      "wire's rounding). 0: all on the host (one-way); auto: chosen again at "
                                       "each step so that the host's share of the updates takes as long as the link's "
                                       "traffic (needs the f32 ring slots' device memory)")
                             ->transform(CLI::Transformer(std::map<std::string, int>{{"auto", -1}}))
