@@ -3,11 +3,9 @@
 // two-way blocks (core/cuda/wire.h) use these same functions, so a code has the same bits wherever
 // it is made. Integer arithmetic on the f32 bits, plus one exact float multiply for fp8's subnormals.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
-#ifndef __CUDA_ARCH__
-#include <cmath>
-#endif
 
 #include "core/hd.h"
 

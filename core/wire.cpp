@@ -131,7 +131,7 @@ void wire_fp8_codes(const float* src, size_t n, float scale, uint8_t* dst) {
   for (; i + 8 <= n; i += 8)
     _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + i), fp8_codes8(_mm256_div_ps(_mm256_loadu_ps(src + i), s)));
 #endif
-  for (; i < n; i++) dst[i] = f32_to_fp8_e4m3(src[i] / scale);
+  for (; i < n; i++) dst[i] = wire_fp8_code(src[i], scale);  // (x86's division keeps a NaN's sign, as here)
 }
 
 void wire_bf16_codes(const float* src, size_t n, uint16_t* dst) {
@@ -228,7 +228,7 @@ bool wire_encode(WireDType t, const float* src, size_t n, void* dst, float* scal
       for (size_t g0 = 0; g0 < n; g0 += kWireGroup) {
         const size_t len = std::min(kWireGroup, n - g0);
         const float amax = abs_max(src + g0, len);
-        const float s = (amax > 0.0f && std::isfinite(amax)) ? amax / 448.0f : 1.0f;
+        const float s = wire_fp8_scale(amax);
         scales[g0 / kWireGroup] = s;
         wire_fp8_codes(src + g0, len, s, d + g0);
       }

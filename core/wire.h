@@ -8,8 +8,12 @@
 //   f16    2 bytes, round to nearest even; |w| beyond 65504 is an error (use bf16)
 //   fp8    1 byte, OCP FP8 E4M3 ("e4m3fn": bias 7, no infinities, S.1111.111 is NaN, max 448),
 //          one f32 scale per group of kWireGroup consecutive elements of a tensor:
-//          scale = amax / 448 (1 when the group is all zero), code = e4m3(w / scale) rounded to
-//          nearest even, saturated at +-448 (as torch's cast); decoded w~ = e4m3_value(code) * scale.
+//          scale = amax / 448 (1 when that is not a positive finite float: an all-zero group, an
+//          infinity in it, or an amax below 448 x 2^-150, which the division rounds to 0),
+//          code = e4m3(w / scale) rounded to nearest even, saturated at +-448 (as torch's cast);
+//          decoded w~ = e4m3_value(code) * scale. A NaN stays a NaN of its sign: its code is
+//          S.1111.111 and it decodes to the quiet NaN of that sign without the multiply, whose NaN
+//          result has the operand's bits on x86 and a canonical NaN on NVIDIA GPUs.
 //
 // The decoders are ZO_HD: the CUDA kernel (core/cuda/wire.cu) and the CPU reference are the same
 // code, so a decoded block has the same bits on both.
@@ -64,13 +68,29 @@ ZO_HD float wire_fp8_value(uint8_t b) {
   return wire_bits_to_f32(sign | ((exp + 120u) << 23) | (man << 20));
 }
 
+// The fp8 scale of a group whose largest magnitude (NaN ignored) is amax.
+ZO_HD float wire_fp8_scale(float amax) {
+  const float s = amax / 448.0f;
+  return (s > 0.0f && s <= 3.4028234663852886e38f) ? s : 1.0f;
+}
+// An element's fp8 code under its group's scale, and its decoded value (NaN handled by its bits).
+ZO_HD uint8_t wire_fp8_code(float w, float scale) {
+  uint32_t u;
+  memcpy(&u, &w, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint8_t(((u >> 24) & 0x80u) | 0x7fu);
+  return f32_to_fp8_e4m3(w / scale);
+}
+ZO_HD float wire_fp8_scaled(uint8_t code, float scale) {
+  return (code & 0x7fu) == 0x7fu ? wire_fp8_value(code) : wire_fp8_value(code) * scale;
+}
+
 // One element of an encoded range, decoded (scale: its group's scale; 1 for unscaled dtypes).
 ZO_HD float wire_value(WireDType t, const void* src, size_t i, float scale) {
   switch (t) {
     case WireDType::F32: return static_cast<const float*>(src)[i];
     case WireDType::BF16: return wire_bf16_value(static_cast<const uint16_t*>(src)[i]);
     case WireDType::F16: return wire_f16_value(static_cast<const uint16_t*>(src)[i]);
-    case WireDType::FP8: return wire_fp8_value(static_cast<const uint8_t*>(src)[i]) * scale;
+    case WireDType::FP8: return wire_fp8_scaled(static_cast<const uint8_t*>(src)[i], scale);
   }
   return 0.0f;
 }
@@ -78,7 +98,7 @@ ZO_HD float wire_value(WireDType t, const void* src, size_t i, float scale) {
 // f32_to_fp8_e4m3 (round to nearest even, saturating at +-448, NaN stays NaN): core/fp_codes.h.
 
 // The element conversions of wire_encode over arrays, vectorized where the CPU allows (the same bits
-// as the scalar functions): dst[i] = f32_to_fp8_e4m3(src[i] / scale); dst[i] = f32_to_f16(src[i]),
+// as the scalar functions): dst[i] = wire_fp8_code(src[i], scale); dst[i] = f32_to_f16(src[i]),
 // false if a finite value overflowed to infinity; dst[i] = f32_to_bf16(src[i]), with streaming stores
 // on AVX-512 (dst is left out of the cache: it is meant for the device's DMA).
 void wire_fp8_codes(const float* src, size_t n, float scale, uint8_t* dst);

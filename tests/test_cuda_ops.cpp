@@ -251,7 +251,8 @@ TEST(CudaOps, WireDecodeIsBitIdenticalToTheCpu) {
 // The device's rounding of f32 weights by the wire (what a two-way block's forward sees) against
 // the CPU's wire_decode(wire_encode(x)): bit-identical for every dtype, on values at the dtypes'
 // rounding boundaries and range limits (subnormals, f16's and e4m3's largest values, signed zeros,
-// NaN, infinities), an all-zero fp8 group, a group holding an infinity, and a partial last group;
+// NaN of either sign, infinities), an all-zero fp8 group, a group holding an infinity, and a partial
+// last group whose amax / 448 underflows to 0;
 // f16's overflow flag set exactly when a finite value became infinite.
 TEST(CudaOps, WireRoundIsBitIdenticalToTheCpu) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: GPU test skipped (compiled only)";
@@ -261,9 +262,11 @@ TEST(CudaOps, WireRoundIsBitIdenticalToTheCpu) {
   for (size_t i = 2 * kWireGroup; i < 3 * kWireGroup; i++) x[i] = 0.0f;     // all zero: scale 1
   x[3 * kWireGroup + 5] = std::numeric_limits<float>::infinity();            // fp8 scale 1 here
   x[3 * kWireGroup + 6] = std::nanf("");
+  x[3 * kWireGroup + 7] = -std::nanf("");  // a NaN keeps its sign (the device's division would drop it)
   const float edge[] = {-0.0f, 1e-40f, -1e-45f, 5.9604645e-08f, 2.9802322e-08f, 65504.0f, 65520.0f, 448.0f, 464.0f,
                         -463.99f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256, 0.0009765625f, 0.001953125f * 1.5f,
                         3.3895314e38f, -std::numeric_limits<float>::infinity()};
+  for (size_t i = 5 * kWireGroup; i < n; i++) x[i] = 1e-44f * float(i % 3);  // the partial last group: amax / 448 is 0
   size_t at = 4 * kWireGroup;
   for (float e : edge) x[at++] = e;
   for (uint32_t k = 0; k < 4096; k++) {  // halfway and beside it for bf16 and f16, across exponents

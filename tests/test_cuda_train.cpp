@@ -135,7 +135,7 @@ INSTANTIATE_TEST_SUITE_P(Tiny, CudaTrain, ::testing::Values("opt_pre_ln", "llama
 // (offload/residency.h), so the ring slots and the uploads follow the streamed blocks' order, not
 // the block index. An eight-block LLaMA with random weights, four blocks resident (1, 3, 5, 7: the
 // streamed blocks alternate with them) or three (2, 5, 7: an odd number streamed, two of them
-// adjacent, the last block resident); f32, bf16 and fp8 wires; one-way, two blocks two-way, a
+// adjacent, the last block resident); f32, bf16, fp8 and f16 wires; one-way, two blocks two-way, a
 // forced changing split, and momentum (which keeps every streamed block on the host). Oracles, at
 // every step: the CPU's losses on the weights the device's forward should see (the CPU applies the
 // device's records to its own masters, and rounds every streamed block by a trip over the wire,
@@ -160,10 +160,11 @@ TEST(CudaTrainPartial, InterleavedResidencyMatchesTheCpuStepByStep) {
     OptKind opt = OptKind::SGD;
   };
   std::vector<Case> cases;
-  for (const char* wire : {"f32", "bf16", "fp8"})
+  for (const char* wire : {"f32", "bf16", "fp8", "f16"})
     for (int r : {4, 3}) {
       cases.push_back({wire, r, 0, {}});
       cases.push_back({wire, r, 2, {}});
+      if (std::string(wire) == "f16") continue;  // (f16: its overflow check on two-way blocks)
       cases.push_back({wire, r, -1, {0, 3, 1, 4}});
       cases.push_back({wire, r, 2, {}, OptKind::Momentum});
     }

@@ -203,3 +203,31 @@ TEST(Wire, Fp8ScaleFindsTheLargestMagnitudeAnywhere) {
       ASSERT_EQ(s, 1.0f) << n << " " << at;
     }
 }
+
+// A group whose amax is positive but below 448 x 2^-150 (amax / 448 rounds to 0) is scaled by 1,
+// not 0: it decodes to finite values (0 and the tiny ones' nearest e4m3, 0), where a zero scale
+// made every code of the group 0 / 0 = NaN. A NaN of either sign comes back a NaN of that sign.
+TEST(Wire, Fp8TinyGroupsStayFiniteAndNaNKeepsItsSign) {
+  const size_t n = 40;  // a vector part and a scalar tail
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; i++) v[i] = (i % 3 == 0) ? 1e-44f : 0.0f;
+  EXPECT_EQ(1e-44f / 448.0f, 0.0f);  // the case in point
+  std::vector<uint8_t> q(n);
+  std::vector<float> back(n);
+  float s = 0;
+  ASSERT_TRUE(wire_encode(WireDType::FP8, v.data(), n, q.data(), &s));
+  EXPECT_EQ(s, 1.0f);
+  wire_decode(WireDType::FP8, q.data(), n, &s, back.data());
+  for (size_t i = 0; i < n; i++) EXPECT_EQ(back[i], 0.0f) << i;
+  v[3] = std::nanf("");
+  v[33] = -std::nanf("");
+  v[7] = 0.5f;
+  ASSERT_TRUE(wire_encode(WireDType::FP8, v.data(), n, q.data(), &s));
+  EXPECT_EQ(s, 0.5f / 448.0f);
+  EXPECT_EQ(q[3], 0x7f);
+  EXPECT_EQ(q[33], 0xff);
+  wire_decode(WireDType::FP8, q.data(), n, &s, back.data());
+  EXPECT_TRUE(std::isnan(back[3]) && !std::signbit(back[3]));
+  EXPECT_TRUE(std::isnan(back[33]) && std::signbit(back[33]));
+  EXPECT_EQ(back[7], 0.5f);
+}

@@ -25,9 +25,9 @@ __global__ void round_kernel(float* __restrict__ dst, const float* __restrict__ 
   }
 }
 
-// fp8: one thread block per group of kWireGroup elements. The group's scale is amax / 448 (1 when
-// amax is 0 or not finite), amax over the non-NaN values: max is exact and order-free, and fmaxf
-// drops a NaN operand as the host's max does, so the reduction order changes no bit.
+// fp8: one thread block per group of kWireGroup elements, scaled by wire_fp8_scale of the group's
+// amax over the non-NaN values: max is exact and order-free, and fmaxf drops a NaN operand as the
+// host's max does, so the reduction order changes no bit.
 __global__ void round_fp8_kernel(float* __restrict__ dst, const float* __restrict__ src, size_t n) {
   __shared__ float part[256];
   const size_t g0 = size_t(blockIdx.x) * kWireGroup, len = n - g0 < kWireGroup ? n - g0 : kWireGroup;
@@ -39,10 +39,9 @@ __global__ void round_fp8_kernel(float* __restrict__ dst, const float* __restric
     if (threadIdx.x < s) part[threadIdx.x] = fmaxf(part[threadIdx.x], part[threadIdx.x + s]);
     __syncthreads();
   }
-  const float amax = part[0];
-  const float scale = (amax > 0.0f && isfinite(amax)) ? amax / 448.0f : 1.0f;
+  const float scale = wire_fp8_scale(part[0]);
   for (size_t i = threadIdx.x; i < len; i += blockDim.x)
-    dst[g0 + i] = wire_fp8_value(f32_to_fp8_e4m3(src[g0 + i] / scale)) * scale;
+    dst[g0 + i] = wire_fp8_scaled(wire_fp8_code(src[g0 + i], scale), scale);
 }
 }  // namespace
 
