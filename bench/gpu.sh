@@ -251,6 +251,8 @@ RUNS=(  # name | shape | timed steps | flags
   # host's share can hide under resident compute.
   "opt-13b offload bf16 30G|opt-13b|4|--gpu-mem 30G --wire-dtype bf16"
   "opt-13b offload bf16 30G auto|opt-13b|6|--gpu-mem 30G --wire-dtype bf16 --device-updates auto"
+  # About a quarter resident: where along the budget the step meets the resident compute.
+  "opt-13b offload bf16 20G auto|opt-13b|6|--gpu-mem 20G --wire-dtype bf16 --device-updates auto"
 )
 # ZO_GPU_QUICK=1: the runs that carry the targets only (a short lease).
 # The Rademacher run last: how far the host bound moves when z is Philox alone.
