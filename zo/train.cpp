@@ -238,6 +238,21 @@ json read_json_file(const std::string& path) {
   }
 }
 
+}  // namespace
+
+json read_best(const std::string& dir) {
+  const fs::path p = fs::path(dir) / "best.json";
+  if (!fs::exists(p)) return json();
+  json best = read_json_file(p.string());  // from disk: checked before its numbers are used
+  long s = 0;
+  ZO_CHECK(best.is_object() && best.contains("steps") && json_integer(best["steps"], &s) && s >= 0 &&
+               best.contains("dev_loss") && best["dev_loss"].is_number(),
+           "{}: best.json is malformed (expected {{\"steps\": N, \"dev_loss\": X}}); remove it to rebuild it", dir);
+  return best;
+}
+
+namespace {
+
 TaskSpec task_of(const TrainConfig& c) {
   if (!c.tmpl.empty() || !c.label_words.empty()) {
     ZO_CHECK(!c.tmpl.empty() && c.label_words.size() >= 2, "--template and at least two --label-words go together");
@@ -499,13 +514,7 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   }
   std::ofstream metrics((dir / "metrics.jsonl").string(), std::ios::app);
   ZO_CHECK(metrics.good(), "{}: cannot open metrics.jsonl", o.out);
-  json best = fs::exists(dir / "best.json") ? read_json_file((dir / "best.json").string()) : json();
-  if (!best.is_null()) {  // from disk: checked before its numbers are used
-    long s = 0;
-    ZO_CHECK(best.is_object() && best.contains("steps") && json_integer(best["steps"], &s) && s >= 0 &&
-                 best.contains("dev_loss") && best["dev_loss"].is_number(),
-             "{}: best.json is malformed (expected {{\"steps\": N, \"dev_loss\": X}}); remove it to rebuild it", o.out);
-  }
+  json best = read_best(o.out);
   json summary;
   summary["setup_seconds"] = since(t_setup);
 

@@ -76,6 +76,10 @@ struct RunOptions {
 // Ctrl-C (SIGINT) or SIGTERM stops after the current step, with the log intact: summary.stopped.
 nlohmann::json run_train(TrainConfig cfg, const RunOptions& o);
 
+// A run folder's best.json, checked ({"steps": N >= 0, "dev_loss": X, ...}; a one-line error
+// otherwise), or null when the run has none yet.
+nlohmann::json read_best(const std::string& dir);
+
 // Weights after the first n_steps logged steps of the run in `dir` (n_steps < 0: all; 0: the base).
 // Verifies the base checkpoint's hash. *info receives the log header plus replayed/logged counts.
 Model rebuild_from_run(const std::string& dir, long n_steps, nlohmann::json* info = nullptr, bool progress = true);

@@ -24,17 +24,9 @@ struct TrainArgs {
 long steps_of(const std::string& dir, const std::string& which) {
   if (which == "last") return -1;
   if (which == "best") {
-    std::ifstream f(std::filesystem::path(dir) / "best.json");
-    ZO_CHECK(f.good(), "{}: no best.json (the run has no dev evaluation yet)", dir);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(f);
-      long steps = 0;
-      if (!json_integer(j.at("steps"), &steps) || steps < 0) fail("{}/best.json: 'steps' is not a step count", dir);
-      return steps;
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}/best.json: {}", dir, e.what());
-    }
+    const nlohmann::json best = read_best(dir);
+    ZO_CHECK(!best.is_null(), "{}: no best.json (the run has no dev evaluation yet)", dir);
+    return best["steps"].get<long>();
   }
   try {
     size_t used = 0;
