@@ -377,6 +377,18 @@ struct GpuEngine::Impl {
     for (size_t r = 0; r < streamed_ids.size(); r++) two_way[size_t(streamed_ids[r])] = int(r) < n_two_way;
   }
 
+  // Bytes a pass uploads for streamed block l: f32 masters for a two-way block, else its wire
+  // encoding and (fp8) its scales.
+  size_t upload_bytes(int l) const {
+    const size_t n = m.block_end(l) - m.block_begin(l);
+    if (down && two_way[size_t(l)]) return n * sizeof(float);
+    return n * wire_size(wire) + (block_scale_n.empty() ? 0 : block_scale_n[size_t(l)] * sizeof(float));
+  }
+  // An update took a streamed weight beyond the wire dtype's range (f16 only).
+  void check_wire_range(bool overflow) const {
+    ZO_CHECK(!overflow, "--wire-dtype {}: an update took weights beyond the dtype's range (use bf16)", wire_name(wire));
+  }
+
   // Where parameter i of a streamed block sits in the wire shadow.
   void* wire_ptr(size_t i) {
     const Param& p = m.params[i];
@@ -474,8 +486,7 @@ struct GpuEngine::Impl {
       st_.host_wait_seconds += since(t0);
     }
     issued_at[size_t(l)] = pass_no;
-    ZO_CHECK(!encode_overflow.load(), "--wire-dtype {}: an update took weights beyond the dtype's range (use bf16)",
-             wire_name(wire));
+    check_wire_range(encode_overflow.load());
     const size_t bb = m.block_begin(l), n = m.block_end(l) - bb;
     const bool tw = down && two_way[size_t(l)];
     ZO_CUDA_CHECK(cudaStreamWaitEvent(up, released[k], 0));
@@ -484,20 +495,17 @@ struct GpuEngine::Impl {
       if (back[size_t(l)]) ZO_CUDA_CHECK(cudaStreamWaitEvent(up, back[size_t(l)], 0));
     }
     ZO_CUDA_CHECK(cudaEventRecord(up_t0[size_t(l)], up));
-    size_t bytes = n * (tw ? sizeof(float) : wire_size(wire));
     const void* src = use_shadow && !tw
                           ? static_cast<const void*>(static_cast<uint8_t*>(shadow.p) + shadow_off[size_t(l)])
                           : static_cast<const void*>(static_cast<const float*>(host->arena()) + bb);
-    ZO_CUDA_CHECK(cudaMemcpyAsync(ring[k].p, src, bytes, cudaMemcpyHostToDevice, up));
+    ZO_CUDA_CHECK(cudaMemcpyAsync(ring[k].p, src, n * (tw ? sizeof(float) : wire_size(wire)), cudaMemcpyHostToDevice, up));
     if (!tw && wire_scaled(wire) && block_scale_n[size_t(l)]) {
-      const size_t sb = block_scale_n[size_t(l)] * sizeof(float);
       ZO_CUDA_CHECK(cudaMemcpyAsync(ring_scales[k].p, static_cast<float*>(shadow_scales.p) + block_scale_off[size_t(l)],
-                                    sb, cudaMemcpyHostToDevice, up));
-      bytes += sb;
+                                    block_scale_n[size_t(l)] * sizeof(float), cudaMemcpyHostToDevice, up));
     }
     ZO_CUDA_CHECK(cudaEventRecord(up_t1[size_t(l)], up));
     ZO_CUDA_CHECK(cudaEventRecord(uploaded[k], up));
-    st_.bytes_h2d += bytes;
+    st_.bytes_h2d += upload_bytes(l);
   }
   const float* acquire(int l) {
     if (bdev[size_t(l)]) {
@@ -555,7 +563,7 @@ struct GpuEngine::Impl {
     if (round_overflow.p) {
       int over = 0;
       ZO_CUDA_CHECK(cudaMemcpy(&over, round_overflow.p, sizeof(int), cudaMemcpyDeviceToHost));
-      ZO_CHECK(!over, "--wire-dtype {}: an update took weights beyond the dtype's range (use bf16)", wire_name(wire));
+      check_wire_range(over != 0);
     }
     st_.pass_seconds += since(t0);
     st_.passes++;
@@ -666,16 +674,13 @@ GpuEngine::GpuEngine(const Model& m, const GpuOptions& o) : p_(std::make_unique<
 GpuEngine::Plan GpuEngine::plan() const {
   const Impl& I = *p_;
   size_t per_pass = 0, back = 0, host_numel = 0;
-  for (int l = 0; l < I.m.cfg.n_layers; l++) {
-    if (I.bdev[size_t(l)]) continue;
+  for (int l : I.streamed_ids) {
     const size_t n = I.m.block_end(l) - I.m.block_begin(l);
-    if (I.down && I.two_way[size_t(l)]) {
-      per_pass += n * sizeof(float);
+    per_pass += I.upload_bytes(l);
+    if (I.down && I.two_way[size_t(l)])
       back += n * sizeof(float);
-    } else {
-      per_pass += n * wire_size(I.wire) + (I.block_scale_n.empty() ? 0 : I.block_scale_n[size_t(l)] * sizeof(float));
+    else
       host_numel += n;
-    }
   }
   return Plan{I.m.cfg.n_layers - I.n_streamed, I.n_streamed, I.w.n * sizeof(float),
               I.n_streamed ? I.ring[0].n + I.ring[1].n : 0, I.fixed_bytes,
