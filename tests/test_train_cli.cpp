@@ -280,6 +280,8 @@ TEST(TrainCli, BadInputsGiveOneLineErrors) {
                         Case{{"--device", "cuda", "--wire-dtype", "int4"}, "--wire-dtype"},
                         Case{{"--device", "cuda", "--gemm", "fp64"}, "--gemm"},
                         Case{{"--device", "cuda", "--offload", "disk"}, "--offload disk"},
+                        Case{{"--device-updates", "2"}, "--device-updates applies"},
+                        Case{{"--device", "cuda", "--gpu-mem", "1G", "--device-updates", "-3"}, "--device-updates"},
                         // Without a GPU (or without CUDA in this build) the device is refused before anything is written.
                         Case{{"--device", cuda_devices() > 0 ? "gpu" : "cuda"}, "--device"}}) {
     auto args = base;

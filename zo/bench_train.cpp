@@ -158,9 +158,7 @@ int bench_train(const BenchTrainArgs& a) {
   ZO_CHECK(!a.data.empty() || a.seq_len > 0, "bench train: give --data (SST-2 JSONL) or --seq-len (random prompts)");
   ZO_CHECK(a.device == "cpu" || a.device == "cuda", "--device '{}': expected cpu or cuda", a.device);
   ZO_CHECK(a.device == "cuda" || a.gpu_mem == 0, "--gpu-mem applies to --device cuda");
-  ZO_CHECK(a.device_updates >= -1, "--device-updates: a number of blocks >= 0, or auto");
-  ZO_CHECK(a.device_updates == 0 || (a.device == "cuda" && a.gpu_mem > 0),
-           "--device-updates applies to streamed blocks: --device cuda with --gpu-mem");
+  check_device_updates(a.device_updates, a.device, a.gpu_mem);
   ZO_CHECK(!(a.device == "cuda" && a.offload != "none"), "--offload disk is the CPU's tier (with --device cuda use --gpu-mem)");
   const bool gpu = a.device == "cuda";
   if (gpu) ZO_CHECK(cuda_devices() > 0, "--device cuda: no CUDA device is visible (or zo was built without CUDA)");

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "core/perturb.h"
 #include "models/forward.h"
 
@@ -48,6 +49,14 @@ class StepDevice {
   virtual nlohmann::json plan() const = 0;
   virtual void reset_stats() = 0;
 };
+
+// --device-updates (DeviceOptions::device_updates) against the other flags: `zo train` and
+// `zo bench train` check it alike.
+inline void check_device_updates(int device_updates, const std::string& device, double gpu_mem) {
+  ZO_CHECK(device_updates >= -1, "--device-updates: a number of blocks >= 0, or auto");
+  ZO_CHECK(device_updates == 0 || (device == "cuda" && gpu_mem > 0),
+           "--device-updates applies to streamed blocks: --device cuda with --gpu-mem");
+}
 
 bool cuda_built();   // was this zo built with the CUDA toolkit
 int cuda_devices();  // usable CUDA devices (0 without a driver or a GPU, or when not built with CUDA)

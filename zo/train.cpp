@@ -128,9 +128,7 @@ void TrainConfig::validate() const {
   ZO_CHECK(gpu_mem >= 0 && gpu_reserve >= 0, "--gpu-mem and --gpu-reserve must be >= 0");
   parse_wire_dtype(wire_dtype);
   ZO_CHECK(gemm == "f32" || gemm == "tf32" || gemm == "bf16", "--gemm '{}': expected f32, tf32 or bf16", gemm);
-  ZO_CHECK(device_updates >= -1, "--device-updates: a number of blocks >= 0, or auto");
-  ZO_CHECK(device_updates == 0 || (device == "cuda" && gpu_mem > 0),
-           "--device-updates applies to streamed blocks: --device cuda with --gpu-mem");
+  check_device_updates(device_updates, device, gpu_mem);
   if (device == "cpu")
     ZO_CHECK(gpu_mem == 0, "--gpu-mem applies to --device cuda");
   else {
