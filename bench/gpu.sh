@@ -247,12 +247,19 @@ RUNS=(  # name | shape | timed steps | flags
   "opt-13b offload bf16 8G two-way 24|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 24"
   "opt-13b offload bf16 8G two-way 14 rademacher|opt-13b|4|--gpu-mem 8G --wire-dtype bf16 --device-updates 14 --dist rademacher"
   "opt-13b offload bf16 8G two-way auto|opt-13b|6|--gpu-mem 8G --wire-dtype bf16 --device-updates auto"
-  # Part of the model resident (about half at 30G), spread among the streamed blocks: uploads and the
-  # host's share can hide under resident compute.
+  # Part of the model resident (about half at 30G), the streamed blocks spread among the resident
+  # ones: uploads and the host's share can hide under resident compute.
   "opt-13b offload bf16 30G|opt-13b|4|--gpu-mem 30G --wire-dtype bf16"
   "opt-13b offload bf16 30G auto|opt-13b|6|--gpu-mem 30G --wire-dtype bf16 --device-updates auto"
   # About a quarter resident: where along the budget the step meets the resident compute.
   "opt-13b offload bf16 20G auto|opt-13b|6|--gpu-mem 20G --wire-dtype bf16 --device-updates auto"
+  # Where bench/step_model.py puts the target within reach (runs 5-6's rates; step / resident step):
+  # one-way, so bytes over PCIe stay the streamed blocks once in bf16: 42G keeps 30 of 40 blocks
+  # (1.04x), 45G 32 (1.02x); auto at 36G keeps 24 (1.06x); OPT-1.3B at 6G keeps 19 of 24 (1.00x).
+  "opt-13b offload bf16 42G|opt-13b|4|--gpu-mem 42G --wire-dtype bf16"
+  "opt-13b offload bf16 45G|opt-13b|4|--gpu-mem 45G --wire-dtype bf16"
+  "opt-13b offload bf16 36G auto|opt-13b|6|--gpu-mem 36G --wire-dtype bf16 --device-updates auto"
+  "opt-1.3b offload bf16 6G|opt-1.3b|4|--gpu-mem 6G --wire-dtype bf16"
 )
 # ZO_GPU_QUICK=1: the runs that carry the targets only (a short lease).
 # The Rademacher run last: how far the host bound moves when z is Philox alone.

@@ -10,9 +10,11 @@
 //   (two_way: some streamed blocks travel as f32 masters and come back updated, so the ring slots
 //   hold f32 blocks whatever the wire dtype)
 // As many blocks are made resident as fit in order with room left for the streaming buffers (the
-// last block may take that room when it is the only one left); which ones: spread evenly among the
-// streamed ones, so that each streamed block's upload overlaps the compute of the resident blocks
-// before it (the engine uploads one streamed block ahead).
+// last block may take that room when it is the only one left); which ones: the streamed blocks are
+// spread evenly, each last in its group (the first block resident, the last one streamed), so that
+// each streamed block's upload overlaps the compute of the resident blocks before it (the engine
+// uploads one streamed block ahead) and the host's update of the streamed blocks, which starts when
+// the step's projected gradient is known, begins ahead of the device.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -131,11 +131,11 @@ TEST_P(CudaTrain, DeviceStepsMatchTheCpuAndReplayBitwise) {
 
 INSTANTIATE_TEST_SUITE_P(Tiny, CudaTrain, ::testing::Values("opt_pre_ln", "llama_gqa", "qwen2_bias"));
 
-// Part of the model resident: the planner spreads the resident blocks among the streamed ones
+// Part of the model resident: the planner spreads the streamed blocks among the resident ones
 // (offload/residency.h), so the ring slots and the uploads follow the streamed blocks' order, not
-// the block index. An eight-block LLaMA with random weights, four blocks resident (1, 3, 5, 7: the
-// streamed blocks alternate with them) or three (2, 5, 7: an odd number streamed, two of them
-// adjacent, the last block resident); f32, bf16, fp8 and f16 wires; one-way, two blocks two-way, a
+// the block index. An eight-block LLaMA with random weights, four blocks resident (0, 2, 4, 6: the
+// streamed blocks alternate with them) or three (0, 2, 5: an odd number streamed, two pairs of them
+// adjacent, the last two blocks streamed); f32, bf16, fp8 and f16 wires; one-way, two blocks two-way, a
 // forced changing split, and momentum (which keeps every streamed block on the host). Oracles, at
 // every step: the CPU's losses on the weights the device's forward should see (the CPU applies the
 // device's records to its own masters, and rounds every streamed block by a trip over the wire,
@@ -200,8 +200,8 @@ TEST(CudaTrainPartial, InterleavedResidencyMatchesTheCpuStepByStep) {
     o.gpu_mem = 2 * rp.globals_bytes + n * 4 * size_t(cs.resident + 1) + rp.streaming_bytes + 1;
     const ResidencyPlan want = plan_residency(md, o.gpu_mem, 0, wire, cs.two_way != 0);
     ASSERT_EQ(want.resident_blocks, cs.resident);
-    const std::vector<bool> spread = cs.resident == 4 ? std::vector<bool>{0, 1, 0, 1, 0, 1, 0, 1}
-                                                      : std::vector<bool>{0, 0, 1, 0, 0, 1, 0, 1};
+    const std::vector<bool> spread = cs.resident == 4 ? std::vector<bool>{1, 0, 1, 0, 1, 0, 1, 0}
+                                                      : std::vector<bool>{1, 0, 1, 0, 0, 1, 0, 0};
     for (int l = 0; l < L; l++) ASSERT_EQ(bool(want.resident[size_t(l)]), spread[size_t(l)]) << "block " << l;
     auto dev = make_cuda_device(md, o);
     sd.set_device(dev.get());
