@@ -56,9 +56,18 @@ GTEST=()
 DEFS=(-DFMT_HEADER_ONLY -DPCRE2_CODE_UNIT_WIDTH=8 -DPCRE2_STATIC -DZO_TEST_DATA="\"$DATA_LINK/tests/data\"" -DZO_BINARY_DIR="\"$BIN_LINK\"")
 CXXF=(-O3 -std=c++20 -march=$MARCH -fopenmp -ffp-contract=off -fno-math-errno -fno-trapping-math "${DEFS[@]}" "${INC[@]}")
 NVF=(-O3 -std=c++17 -arch=sm_$ARCH --fmad=false --prec-div=true --prec-sqrt=true --extended-lambda "${DEFS[@]}" "${INC[@]}")
+# A hash of the sources the binaries are built from (their contents, so no git is needed):
+# carried binaries record theirs (BUILT_FROM), and a run on other sources says so in its log and
+# table.
+source_hash() {
+  (cd "$ROOT" && find core models zo offload tests bench/gpu_support bench/gpu_probe.cu bench/host_probe.cpp -type f \
+     \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.c' \) | LC_ALL=C sort |
+     xargs sha1sum | sha1sum | cut -c1-12)
+}
+STAMP=$(source_hash)
 {
   echo "date: $(date -Iseconds)"
-  echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); sources: $STAMP"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
   "$NVCC" --version | tail -2
   g++ --version | head -1
@@ -83,7 +92,10 @@ if [[ -n "${ZO_GPU_PREBUILT:-}" ]]; then
   mkdir -p "$B/bin"
   for f in zo "${TESTS[@]}"; do [[ -x "$ZO_GPU_PREBUILT/$f" ]] && ln -s "$ZO_GPU_PREBUILT/$f" "$B/bin/$f"; done
   for f in "${TESTS[@]}" gpu_probe host_probe; do [[ -x "$ZO_GPU_PREBUILT/$f" ]] && ln -s "$ZO_GPU_PREBUILT/$f" "$B/$f"; done
-  build_ok="prebuilt ($ZO_GPU_PREBUILT)"
+  built_from=$(cat "$ZO_GPU_PREBUILT/BUILT_FROM" 2>/dev/null || echo unknown)
+  build_ok="prebuilt ($ZO_GPU_PREBUILT, from $built_from)"
+  [[ "$built_from" == "$STAMP" ]] ||
+    { build_ok+=", STALE: sources $STAMP here"; echo "warning: carried binaries built from sources $built_from, these are $STAMP: rebuild with bench/gpu_carry.sh --build" | tee -a "$OUT/log.txt"; }
   # The host updater's z generation is 2x faster with AVX-512: gpu_carry.sh --build also carries an
   # x86-64-v4 zo and host probe, used where this CPU has the instructions.
   V4="$(dirname "$ZO_GPU_PREBUILT")/bin-v4"
@@ -160,6 +172,7 @@ step "build: $build_ok"
 if [[ -n "${ZO_GPU_BUILD_ONLY:-}" ]]; then
   mkdir -p "$ZO_GPU_BUILD_ONLY"
   for f in "$B/bin/zo" "${TESTS[@]/#/$B/}" "$B/gpu_probe" "$B/host_probe"; do [[ -x "$f" ]] && strip -o "$ZO_GPU_BUILD_ONLY/$(basename "$f")" "$f"; done
+  echo "$STAMP" > "$ZO_GPU_BUILD_ONLY/BUILT_FROM"
   du -sh "$ZO_GPU_BUILD_ONLY"
   [[ "$build_ok" == ok ]] && exit 0 || exit 1
 fi
