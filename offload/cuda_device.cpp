@@ -28,7 +28,8 @@ cuda::GemmMode gemm_mode(const std::string& s) {
 class CudaDevice final : public StepDevice {
  public:
   CudaDevice(const Model& m, const DeviceOptions& o)
-      : m_(m), o_(o), wire_(parse_wire_dtype(o.wire)), e_(m, GpuOptions{gemm_mode(o.gemm), o.gpu_mem, o.reserve, wire_, o.device_updates, o.device_updates_sequence}) {}
+      : m_(m), o_(o), wire_(parse_wire_dtype(o.wire)), e_(m, GpuOptions{gemm_mode(o.gemm), o.gpu_mem, o.reserve, wire_, o.device_updates, o.device_updates_sequence,
+                                 parse_placement(o.placement)}) {}
 
   std::string describe() const override {
     const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates != 0);
@@ -79,7 +80,7 @@ class CudaDevice final : public StepDevice {
             {"streamed_bytes_per_pass", p.streamed_per_pass}, {"wire", wire_name(p.wire)},
             {"two_way_blocks", p.two_way_blocks},   {"sent_back_bytes_per_step", p.back_per_step},
             {"host_updated_weights", p.host_updated_numel},
-            {"gemm", o_.gemm}};
+            {"gemm", o_.gemm},                      {"placement", o_.placement}};
   }
   void reset_stats() override { e_.reset_stats(); }
 

@@ -175,7 +175,7 @@ struct GpuEngine::Impl {
     wire = o.wire;
     ZO_CHECK(o.device_updates >= -1, "device updates: a number of blocks >= 0, or -1 for auto (got {})",
              o.device_updates);
-    const ResidencyPlan rp = plan_residency(m, o.gpu_mem, o.reserve, wire, o.device_updates != 0);
+    const ResidencyPlan rp = plan_residency(m, o.gpu_mem, o.reserve, wire, o.device_updates != 0, o.placement);
     const size_t groups_max = rp.max_groups;
     n_streamed = rp.streamed_blocks;
     fixed_bytes = rp.fixed_bytes;

@@ -10,6 +10,7 @@
 #include "core/perturb.h"
 #include "core/wire.h"
 #include "models/forward.h"
+#include "offload/residency.h"
 
 namespace zo {
 
@@ -29,6 +30,7 @@ struct GpuOptions {
   // Tests, with device_updates -1: the split at the k-th update is device_updates_sequence[k % size]
   // instead of auto's measured choice (exercises blocks switching between one-way and two-way).
   std::vector<int> device_updates_sequence;
+  Placement placement = Placement::StreamedLast;  // which blocks stream (offload/residency.h)
 };
 
 class GpuEngine {

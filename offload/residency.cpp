@@ -8,7 +8,14 @@
 
 namespace zo {
 
-ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire, bool two_way) {
+Placement parse_placement(const std::string& s) {
+  if (s == "last") return Placement::StreamedLast;
+  if (s == "first") return Placement::StreamedFirst;
+  fail("--placement '{}': expected last (the planner's rule) or first (the rule before it)", s);
+}
+
+ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire, bool two_way,
+                             Placement placement) {
   ResidencyPlan r;
   const int L = m.cfg.n_layers;
   for (const Param& p : m.params)
@@ -57,7 +64,8 @@ ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, Wir
   std::vector<uint8_t> spread(size_t(L), 0), prefix(size_t(L), 0);
   size_t spread_bytes = 0, prefix_bytes = 0;
   for (int l = 0; l < L; l++) {
-    spread[size_t(l)] = !((long(l) + 1) * S / L > long(l) * S / L);
+    spread[size_t(l)] = placement == Placement::StreamedLast ? !((long(l) + 1) * S / L > long(l) * S / L)
+                                                             : (long(l) + 1) * resident / L > long(l) * resident / L;
     prefix[size_t(l)] = l < resident;
     spread_bytes += spread[size_t(l)] ? bytes_of(l) : 0;
     prefix_bytes += prefix[size_t(l)] ? bytes_of(l) : 0;

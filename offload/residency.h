@@ -26,6 +26,12 @@
 
 namespace zo {
 
+// Which blocks stream, given how many: StreamedLast is the planner's rule (above); StreamedFirst,
+// each streamed block first in its group (block 0 streams, the last block is resident), is the rule
+// it replaced, kept so that a benchmark can measure the two side by side (zo bench train --placement).
+enum class Placement : uint8_t { StreamedLast, StreamedFirst };
+Placement parse_placement(const std::string& s);  // "last" | "first"
+
 struct ResidencyPlan {
   int resident_blocks = 0, streamed_blocks = 0;
   size_t globals_bytes = 0;      // f32 globals
@@ -39,6 +45,7 @@ struct ResidencyPlan {
 };
 
 // gpu_mem 0: everything resident. Throws a one-line error when gpu_mem cannot hold the minimum.
-ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire, bool two_way = false);
+ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire, bool two_way = false,
+                             Placement placement = Placement::StreamedLast);
 
 }  // namespace zo

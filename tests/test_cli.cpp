@@ -106,6 +106,15 @@ TEST(Cli, UsageErrorsExitTwo) {
   expect_one_line_error(zo("generate --model " + data("models/llama_gqa") + " --prompt-ids 99999 --format ids"), "out of range");
 }
 
+// zo bench train's device options are checked before any model is built, with or without a GPU.
+TEST(Cli, BenchTrainDeviceOptionErrors) {
+  const std::string b = "bench train --shape opt-125m --seq-len 8 --steps 1 --warmup 0 ";
+  expect_one_line_error(zo(b + "--placement middle"), "--placement 'middle'");
+  expect_one_line_error(zo(b + "--placement first"), "--placement applies to --device cuda with --gpu-mem");
+  expect_one_line_error(zo(b + "--device-updates 2"), "--device-updates applies");
+  expect_one_line_error(zo(b + "--gpu-mem 1G"), "--gpu-mem applies");
+}
+
 TEST(Cli, MalformedConfig) {
   fs::path d = scratch("config");
   fs::copy(data("models/opt_pre_ln"), d, fs::copy_options::recursive);

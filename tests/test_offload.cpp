@@ -169,6 +169,18 @@ TEST(Residency, PlansNeverExceedTheBudgetAndKeepAsManyBlocksAsFit) {
         EXPECT_TRUE(p.resident[0]) << "budget " << budget;
         EXPECT_FALSE(p.resident[7]) << "budget " << budget;
       }
+      // The rule it replaced (for benchmarks): the R resident blocks spread, each last in its group,
+      // so every prefix of l blocks holds exactly floor(l R / 8) of them. Same count, same bytes.
+      ResidencyPlan q = plan_residency(m, budget, reserve, w, false, Placement::StreamedFirst);
+      EXPECT_EQ(q.resident_blocks, p.resident_blocks);
+      EXPECT_EQ(q.resident_bytes, p.resident_bytes);
+      EXPECT_EQ(q.device_bytes(), p.device_bytes());
+      size_t kept = 0;
+      for (int l = 0; l < 8; l++) {
+        EXPECT_EQ(kept, size_t(l) * size_t(q.resident_blocks) / 8) << "budget " << budget << " block " << l;
+        kept += q.resident[size_t(l)];
+      }
+      EXPECT_EQ(kept, size_t(q.resident_blocks));
       if (p.streamed_blocks > 0) {
         // One more resident block (streaming buffers still needed unless it was the last) exceeds.
         const bool last = p.streamed_blocks == 1;

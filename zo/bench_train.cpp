@@ -20,6 +20,7 @@
 #include "core/wire.h"
 #include "models/load.h"
 #include "models/tokenizer.h"
+#include "offload/residency.h"
 #include "zo/bench.h"
 #include "zo/data.h"
 #include "zo/device.h"
@@ -159,6 +160,8 @@ int bench_train(const BenchTrainArgs& a) {
   ZO_CHECK(a.device == "cpu" || a.device == "cuda", "--device '{}': expected cpu or cuda", a.device);
   ZO_CHECK(a.device == "cuda" || a.gpu_mem == 0, "--gpu-mem applies to --device cuda");
   check_device_updates(a.device_updates, a.device, a.gpu_mem);
+  parse_placement(a.placement);  // (a bad value fails here, with or without a GPU)
+  ZO_CHECK(a.placement == "last" || (a.device == "cuda" && a.gpu_mem > 0), "--placement applies to --device cuda with --gpu-mem");
   ZO_CHECK(!(a.device == "cuda" && a.offload != "none"), "--offload disk is the CPU's tier (with --device cuda use --gpu-mem)");
   const bool gpu = a.device == "cuda";
   if (gpu) ZO_CHECK(cuda_devices() > 0, "--device cuda: no CUDA device is visible (or zo was built without CUDA)");
@@ -222,6 +225,7 @@ int bench_train(const BenchTrainArgs& a) {
     o.reserve = a.gpu_mem > 0 ? size_t(a.gpu_reserve) : 0;
     o.wire = a.wire;
     o.device_updates = a.device_updates;
+    o.placement = a.placement;
     auto t0 = Clock::now();
     dev = make_cuda_device(m, o);
     setup_device_s = since(t0);

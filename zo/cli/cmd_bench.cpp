@@ -62,6 +62,10 @@ void add_bench(CLI::App& app, Runner& run) {
                  "time at each step")
       ->transform(CLI::Transformer(std::map<std::string, int>{{"auto", -1}}))
       ->capture_default_str();
+  tr->add_option("--placement", t->placement,
+                 "cuda with --gpu-mem: which blocks stream: last (each streamed block last in its group, the "
+                 "planner's rule) or first (the rule it replaced, to measure the two side by side)")
+      ->capture_default_str();
   tr->add_flag("--json", t->json, "Print the result as one JSON object on the last line");
   tr->callback([&run, t] { run = [t] { return bench_train(*t); }; });
 }
