@@ -23,6 +23,6 @@ if [[ "${1:-}" == --build ]]; then
   ZO_GPU_BUILD_ONLY="$D/bin" ZO_GPU_MARCH=x86-64-v3 OUT="$D/build-logs" bash "$ROOT/bench/gpu.sh"
   # And an AVX-512 zo and host probe (the host updater's z is 2x faster), used where the CPU has it.
   ZO_GPU_BUILD_ONLY="$D/bin-v4" ZO_GPU_MARCH=x86-64-v4 OUT="$D/build-logs-v4" bash "$ROOT/bench/gpu.sh"
-  find "$D/bin-v4" -type f ! -name zo ! -name host_probe -delete
+  find "$D/bin-v4" -type f ! -name zo ! -name host_probe ! -name BUILT_FROM -delete
 fi
 du -sh "$D"

@@ -32,7 +32,7 @@ class CudaDevice final : public StepDevice {
                                  parse_placement(o.placement)}) {}
 
   std::string describe() const override {
-    const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates != 0);
+    const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates != 0, parse_placement(o_.placement));
     const int tw = e_.plan().two_way_blocks;
     std::string two_way;
     if (o_.device_updates < 0 && p.streamed_blocks > 0)
