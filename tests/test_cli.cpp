@@ -199,6 +199,22 @@ TEST(Cli, BadJsonl) {
     expect_one_line_error(zo("eval --quiet --model " + (d / "m").string() + " --task sst2 --data " + (d / "data.jsonl").string()), c.what);
   }
   expect_one_line_error(zo("eval --quiet --model " + (d / "m").string() + " --task sst2 --data " + (d / "nope.jsonl").string()), "nope.jsonl");
+  // A task file whose fields have the wrong types (fuzz_data found "name": [...] escaping as a
+  // nlohmann type_error that named neither the file nor the field).
+  write(d / "data.jsonl", "{\"sentence\": \"ok\", \"label\": 1}\n");
+  for (const Case& c : std::vector<Case>{
+           {"{\"name\": [1], \"template\": \"{sentence}\", \"label_words\": [\" a\", \" b\"]}", "'name' must be a string"},
+           {"{\"template\": \"{sentence}\", \"label_words\": [\" a\", [\" b\"]]}", "label word"},
+           {"{\"template\": 3, \"label_words\": [\" a\", \" b\"]}", "'template' must be a string"}}) {
+    write(d / "task.json", c.text);
+    std::string cmd = "eval --quiet --model ";
+    cmd += (d / "m").string();
+    cmd += " --task ";
+    cmd += (d / "task.json").string();
+    cmd += " --data ";
+    cmd += (d / "data.jsonl").string();
+    expect_one_line_error(zo(cmd), c.what);
+  }
   fs::remove_all(d);
 }
 

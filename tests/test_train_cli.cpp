@@ -200,6 +200,42 @@ TEST(TrainCli, SigintStopsCleanlyAndATornTailIsDropped) {
   EXPECT_EQ(run(args), 1);
 }
 
+// A log whose header has a field of the wrong type (its checksum intact: written so, not damaged)
+// gives a one-line error naming the field, from export and from resume; before, nlohmann's
+// type_error escaped, naming neither the file nor the field.
+TEST(StepLog, HeaderFieldsOfTheWrongTypeAreOneLineErrors) {
+  World w("header");
+  fs::path out = w.root / "run";
+  auto args = w.train_args(out);
+  *(std::find(args.begin(), args.end(), "--steps") + 1) = "3";
+  ASSERT_EQ(run(args), 0);
+  const StepLogContents c = read_step_log((out / "steps.zolog").string());
+  for (const auto& [key, bad] : {std::pair<std::string, nlohmann::json>{"model_path", nlohmann::json::array({1})},
+                                 {"base_hash", 7}}) {
+    fs::path d = w.root / ("bad_" + key);
+    fs::create_directories(d);
+    nlohmann::json h = c.header;
+    h[key] = bad;
+    {
+      auto lw = StepLogWriter::create((d / "steps.zolog").string(), h, FsyncPolicy::Never);
+      for (const StepRecord& r : c.records) lw.append(r);
+    }
+    for (const std::vector<std::string>& cmd :
+         {std::vector<std::string>{"export", d.string(), "--out", (w.root / ("exp_" + key)).string(), "--quiet"},
+          std::vector<std::string>{"train", "--resume", "--out", d.string(), "--quiet"}}) {
+      std::string line = zo_bin();
+      for (auto& a : cmd) line += " '" + a + "'";
+      line += " >/dev/null 2>" + (w.root / "err").string();
+      const int st = std::system(line.c_str());
+      const std::string err = slurp(w.root / "err");
+      EXPECT_EQ(WEXITSTATUS(st), 1) << cmd[0] << " " << key << ": " << err;
+      EXPECT_EQ(err.rfind("zo: error: ", 0), 0u) << err;
+      EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+      EXPECT_NE(err.find("the log header's '" + key + "' is not a string"), std::string::npos) << cmd[0] << ": " << err;
+    }
+  }
+}
+
 TEST(StepLog, RoundTripAndDamage) {
   fs::path dir = fs::temp_directory_path() / ("zo_steplog_" + std::to_string(::getpid()));
   fs::remove_all(dir);

@@ -9,6 +9,10 @@ namespace zo {
 std::vector<nlohmann::json> read_jsonl(const std::string& path, long max_rows) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("{}: cannot open", path);
+  return parse_jsonl(f, path, max_rows);
+}
+
+std::vector<nlohmann::json> parse_jsonl(std::istream& f, const std::string& path, long max_rows) {
   std::vector<nlohmann::json> rows;
   std::string line;
   long lineno = 0;

@@ -13,6 +13,7 @@ namespace zo {
 TaskSpec task_from_json(const nlohmann::json& j, const std::string& src) {
   ZO_CHECK(j.is_object(), "{}: a task must be a JSON object", src);
   TaskSpec t;
+  if (j.contains("name")) ZO_CHECK(j["name"].is_string(), "{}: 'name' must be a string", src);
   t.name = j.value("name", std::string("custom"));
   if (j.contains("template")) {
     t.kind = TaskSpec::Kind::Classification;

@@ -382,6 +382,13 @@ void append_line(std::ofstream& f, const json& j) {
   f.flush();
 }
 
+// A string field of a run's log header (from disk: its type checked before use); fallback if absent.
+std::string header_string(const json& h, const char* key, const std::string& fallback, const std::string& path) {
+  if (!h.contains(key)) return fallback;
+  ZO_CHECK(h[key].is_string(), "{}: the log header's '{}' is not a string", path, key);
+  return h[key].get<std::string>();
+}
+
 }  // namespace
 
 Model rebuild_from_run(const std::string& dir, long n_steps, json* info, bool progress) {
@@ -391,15 +398,15 @@ Model rebuild_from_run(const std::string& dir, long n_steps, json* info, bool pr
   ZO_CHECK(log.header.contains("config") && log.header.contains("base_hash"), "{}: header lacks config or base_hash",
            log_path);
   TrainConfig cfg = TrainConfig::from_json(log.header["config"], log_path + " header");
-  std::string path = log.header.value("model_path", cfg.model);
+  std::string path = header_string(log.header, "model_path", cfg.model, log_path);
   LoadOptions lo{DType::F32};
   if (cfg.offload == "disk") lo.backing_file = (fs::path(dir) / fmt::format("rebuild-{}.f32", ::getpid())).string();
   Model m = load_model(path, lo);
   if (!lo.backing_file.empty()) ::unlink(lo.backing_file.c_str());  // the mapping keeps it until we are done
   uint64_t h = weights_hash(m);
-  ZO_CHECK(fmt::format("{:016x}", h) == log.header["base_hash"].get<std::string>(),
-           "{}: the base checkpoint {} has hash {:016x}, the log was made on {}", log_path, path, h,
-           log.header["base_hash"].get<std::string>());
+  const std::string logged_hash = header_string(log.header, "base_hash", "", log_path);
+  ZO_CHECK(fmt::format("{:016x}", h) == logged_hash, "{}: the base checkpoint {} has hash {:016x}, the log was made on {}",
+           log_path, path, h, logged_hash);
   long n = long(log.records.size());
   ZO_CHECK(n_steps <= n, "{}: the weights after {} steps were asked, the log holds {}", log_path, n_steps, n);
   long last = n_steps < 0 ? n - 1 : n_steps - 1;
@@ -437,7 +444,8 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
     ZO_CHECK(!fs::exists(log_path), "{}: holds a run already (use --resume, or another --out)", o.out);
   }
   cfg.validate();
-  const std::string model_path = o.resume ? prior.header.value("model_path", cfg.model) : resolve_model(cfg.model);
+  const std::string model_path =
+      o.resume ? header_string(prior.header, "model_path", cfg.model, log_path) : resolve_model(cfg.model);
   fs::create_directories(dir);
 
   auto t_setup = Clock::now();
@@ -495,9 +503,10 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   long start = 0;
   std::optional<StepLogWriter> log;
   if (o.resume) {
-    ZO_CHECK(prior.header.value("base_hash", "") == base_hash,
+    const std::string logged_hash = header_string(prior.header, "base_hash", "", log_path);
+    ZO_CHECK(logged_hash == base_hash,
              "{}: the base checkpoint {} changed since the run began (hash {} now, {} in the log)", o.out, model_path,
-             base_hash, prior.header.value("base_hash", ""));
+             base_hash, logged_hash);
     Progress bar("replay", long(prior.records.size()), o.progress && !prior.records.empty());
     for (auto& r : prior.records) {
       spsa.apply(r);
