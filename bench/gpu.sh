@@ -59,10 +59,10 @@ NVF=(-O3 -std=c++17 -arch=sm_$ARCH --fmad=false --prec-div=true --prec-sqrt=true
 # A hash of the sources the binaries are built from (their contents, so no git is needed):
 # carried binaries record theirs (BUILT_FROM), and a run on other sources says so in its log and
 # table.
-source_hash() {
-  (cd "$ROOT" && find core models zo offload tests bench/gpu_support bench/gpu_probe.cu bench/host_probe.cpp -type f \
-     \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.c' \) | LC_ALL=C sort |
-     xargs sha1sum | sha1sum | cut -c1-12)
+source_hash() {  # (what the build below compiles: other tests and the fuzz targets are left out)
+  (cd "$ROOT" && { find core models zo offload tests/support bench/gpu_support -type f \
+       \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.c' \);
+     ls tests/test_cuda_*.cpp bench/gpu_probe.cu bench/host_probe.cpp; } | LC_ALL=C sort | xargs sha1sum | sha1sum | cut -c1-12)
 }
 STAMP=$(source_hash)
 {
