@@ -115,6 +115,27 @@ TEST(Cli, BenchTrainDeviceOptionErrors) {
   expect_one_line_error(zo(b + "--gpu-mem 1G"), "--gpu-mem applies");
 }
 
+// zo bench train's step figures: every timed step is listed, the steady step is the mean of those
+// after the first, and one timed step gives no steady step (it would hold no host update).
+TEST(Cli, BenchTrainStepFigures) {
+  for (int steps : {3, 1}) {
+    Result r = zo("bench train --model " + data("models/llama_gqa") + " --seq-len 8 --batch 2 --warmup 1 --json --steps " +
+                  std::to_string(steps));
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1));
+    const std::vector<double> t = j["step_seconds"].get<std::vector<double>>();
+    ASSERT_EQ(t.size(), size_t(steps));
+    double sum = 0;
+    for (double v : t) sum += v;
+    EXPECT_GE(j["seconds_per_step"].get<double>(), sum / steps);  // (which also holds the last wait)
+    if (steps == 1) {
+      EXPECT_FALSE(j.contains("steady_seconds_per_step"));
+    } else {
+      EXPECT_DOUBLE_EQ(j["steady_seconds_per_step"].get<double>(), (t[1] + t[2]) / 2);
+    }
+  }
+}
+
 TEST(Cli, MalformedConfig) {
   fs::path d = scratch("config");
   fs::copy(data("models/opt_pre_ln"), d, fs::copy_options::recursive);

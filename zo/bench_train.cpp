@@ -54,7 +54,7 @@ void print_offload_summary(const nlohmann::json& j) {
     std::printf("device: %s; %d blocks resident, %d streamed (wire %s, GEMMs %s)\n", d.value("name", "?").c_str(), res,
                 str, pl.value("wire", "?").c_str(), gm.value("mode", "?").c_str());
     if (j.contains("steady_seconds_per_step"))
-      std::printf("  step: %.3f s steady (the median after the first timed step), %.3f s with the last step's host "
+      std::printf("  step: %.3f s steady (the mean after the first timed step), %.3f s with the last step's host "
                   "update waited for\n",
                   j.value("steady_seconds_per_step", 0.0), j.value("seconds_per_step", 0.0));
     if (str > 0)
@@ -241,7 +241,7 @@ int bench_train(const BenchTrainArgs& a) {
   size_t rss_loaded = current_rss_bytes();
   reset_peak_rss();
   double timed = 0, tokens = 0, real_tokens = 0;
-  std::vector<double> step_s;  // each timed step, without the last one's wait for its host update
+  std::vector<double> step_times;  // each timed step, without the last one's wait for its host update
   std::pair<uint64_t, uint64_t> io0{0, 0};
   StepTimes before{};
   double flops = 0;  // GEMM FLOPs of the timed steps (blocks and head, every version)
@@ -285,7 +285,7 @@ int bench_train(const BenchTrainArgs& a) {
       // The last timed step waits for its own host update (the updater of streamed blocks): the timed
       // steps then hold exactly as many host updates as steps (the warm-up's was joined when the
       // counters were reset).
-      step_s.push_back(since(t0));
+      step_times.push_back(since(t0));
       if (dev && t == a.warmup + a.steps - 1) (void)dev->stats();
       timed += since(t0);
       tokens += tok_step;
@@ -322,17 +322,18 @@ int bench_train(const BenchTrainArgs& a) {
   j["dist"] = a.dist;
   j["threads"] = omp_get_max_threads();
   j["seconds_per_step"] = timed / a.steps;
-  // The steady step: the median step after the first timed one, each without the last step's wait
-  // for its own host update. A step's pass overlaps the host update of the step before; the first
-  // timed step has none to overlap (the warm-up's was joined), and the last one's update is then
-  // waited for with nothing to overlap it, which seconds_per_step counts: with part of the model
-  // resident, where the host keeps up, that adds about (host update) / steps to every step.
-  if (!step_s.empty()) {
-    std::vector<double> later(step_s.size() > 1 ? step_s.begin() + 1 : step_s.begin(), step_s.end());
-    std::sort(later.begin(), later.end());
-    const size_t n = later.size();
-    j["steady_seconds_per_step"] = n % 2 ? later[n / 2] : 0.5 * (later[n / 2 - 1] + later[n / 2]);
-    j["step_seconds"] = step_s;
+  // The steady step: the mean of the timed steps after the first, each without the last step's
+  // wait for its own host update. Each step's pass overlaps the host update of the step before
+  // (steps 2..N hold one each); the first timed step has none to overlap (the warm-up's was joined)
+  // and is left out; the last one's update is then waited for with nothing to overlap it, which
+  // seconds_per_step counts: with part of the model resident, where the host keeps up, that adds
+  // about (host update) / steps to every step, while a long run pays it once. A mean, not a median,
+  // so that slow steps which recur in a long run count. It needs two timed steps.
+  j["step_seconds"] = step_times;
+  if (step_times.size() >= 2) {
+    double sum = 0;
+    for (size_t i = 1; i < step_times.size(); i++) sum += step_times[i];
+    j["steady_seconds_per_step"] = sum / double(step_times.size() - 1);
   }
   j["steps_per_second"] = a.steps / timed;
   j["tokens_per_second"] = tokens / timed;

@@ -42,6 +42,8 @@ std::string json_string_field(const nlohmann::json& row, const std::string& fiel
 long json_int_field(const nlohmann::json& row, const std::string& field, const std::string& where) {
   auto it = row.find(field);
   if (it == row.end()) fail("{}: field '{}' missing", where, field);
+  if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(LONG_MAX))
+    fail("{}: field '{}' is out of range ({})", where, field, it->dump());
   if (it->is_number_integer()) return it->get<long>();
   if (it->is_string()) {
     const std::string& s = it->get_ref<const std::string&>();

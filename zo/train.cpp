@@ -70,7 +70,11 @@ void read_field(const json& v, T& out, const std::string& key, const std::string
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
     if (!json_integer(v, &out)) fail("{}: '{}' must be an integer in range (got {})", where, key, v.dump());
   } else {
-    v.get_to(out);
+    try {
+      v.get_to(out);
+    } catch (const json::exception& e) {
+      fail("{}: '{}': {}", where, key, e.what());
+    }
   }
 }
 }  // namespace
