@@ -214,6 +214,8 @@ TEST(Cli, BadJsonl) {
       {"[1, 2, 3]\n", "data.jsonl:1"},
       {"", "no data rows"},
       {"{\"sentence\": 5, \"label\": 0}\n", "sentence"},
+      // Above LONG_MAX: before, it wrapped and the error spoke of label -1.
+      {"{\"sentence\": \"ok\", \"label\": 18446744073709551615}\n", "'label' is out of range"},
   };
   for (auto& c : cases) {
     write(d / "data.jsonl", c.text);

@@ -308,9 +308,12 @@ TEST(TrainCli, BadInputsGiveOneLineErrors) {
   std::ofstream(cfg) << "{\"lr\": 1e-3, \"no-such-key\": 1}";
   fs::path cfg2 = w.root / "cfg2.json";
   std::ofstream(cfg2) << "{\"lr\": ";
+  fs::path cfg3 = w.root / "cfg3.json";  // a field of the wrong type: the error names the key
+  std::ofstream(cfg3) << "{\"task\": 3}";
   for (const Case& c : {Case{{"--lr", "-1"}, "--lr"}, Case{{"--optimizer", "adamw"}, "--optimizer"},
                         Case{{"--params", "(("}, "--params"}, Case{{"--params", "no_such_param"}, "no parameter matches"},
                         Case{{"--config", cfg.string()}, "no-such-key"}, Case{{"--config", cfg2.string()}, "cfg2.json"},
+                        Case{{"--config", cfg3.string()}, "'task'"},
                         Case{{"--n-train", "1000"}, "rows"}, Case{{"--resume"}, "no run to resume"},
                         Case{{"--gpu-mem", "1G"}, "--gpu-mem"}, Case{{"--device", "tpu"}, "--device"},
                         Case{{"--device", "cuda", "--wire-dtype", "int4"}, "--wire-dtype"},
