@@ -280,7 +280,7 @@ RUNS=(  # name | shape | timed steps | flags
   "opt-13b offload bf16 20G auto|opt-13b|6|--gpu-mem 20G --wire-dtype bf16 --device-updates auto"
   # Where bench/step_model.py puts the target within reach (runs 5-6's rates; step / resident step):
   # one-way, so bytes over PCIe stay the streamed blocks once in bf16: 42G keeps 30 of 40 blocks
-  # (1.04x), 45G 32 (1.02x); auto at 36G keeps 24 (1.06x); OPT-1.3B at 6G keeps 19 of 24 (1.00x).
+  # (1.00x), 45G 32 (1.00x); auto at 36G keeps 24 (1.06x); OPT-1.3B at 6G keeps 19 of 24 (1.00x).
   "opt-13b offload bf16 42G|opt-13b|4|--gpu-mem 42G --wire-dtype bf16"
   "opt-13b offload bf16 45G|opt-13b|4|--gpu-mem 45G --wire-dtype bf16"
   "opt-13b offload bf16 36G auto|opt-13b|6|--gpu-mem 36G --wire-dtype bf16 --device-updates auto"
@@ -291,6 +291,8 @@ RUNS=(  # name | shape | timed steps | flags
   "opt-13b offload bf16 42G first|opt-13b|4|--gpu-mem 42G --wire-dtype bf16 --placement first"
   # auto at 42G: a few two-way blocks absorb a slower host (the model: 1.00x with the host 20% slower).
   "opt-13b offload bf16 42G auto|opt-13b|6|--gpu-mem 42G --wire-dtype bf16 --device-updates auto"
+  # One-way 42G with the streamed blocks spread over the whole model instead of the tail (1.04x).
+  "opt-13b offload bf16 42G spread|opt-13b|4|--gpu-mem 42G --wire-dtype bf16 --placement spread"
 )
 # ZO_GPU_QUICK=1: the runs that carry the targets only (a short lease).
 # The Rademacher run last: how far the host bound moves when z is Philox alone.

@@ -21,7 +21,7 @@ Not modelled: the head and embeddings (in c), kernels' interference with the cop
 step's unoverlapped host update that a short benchmark includes (bench/README.md).
 
   python3 bench/step_model.py                 # OPT-13B, bf16 wire, the rates of GPU runs 5-6
-  python3 bench/step_model.py --gpu-mem 30G 42G --placement first last
+  python3 bench/step_model.py --gpu-mem 30G 42G --placement first spread auto
   python3 bench/step_model.py --sweep           # the placements compared
 """
 import argparse
@@ -45,16 +45,19 @@ RESIDENT_STEP = {"opt-1.3b": 0.076, "opt-6.7b": 0.292, "opt-13b": 0.516}
 WIRE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "fp8": 1}
 
 
-def placement(L, R, rule):
-    """Resident mask. last: the planner's rule (streamed blocks spread, each last in its group);
-    first: the rule before (streamed blocks first in their groups); suffix: the streamed blocks at
-    the end; tail: the streamed blocks alternating with resident ones over the last 2S blocks."""
+def placement(L, R, rule, two_way=False):
+    """Resident mask, as offload/residency.cpp chooses it. spread: streamed blocks spread over the
+    whole pass, each last in its group; tail: alternating with resident ones over the last 2S blocks;
+    auto (the planner's rule): tail one-way, spread with two-way blocks; first: the rule auto
+    replaced (streamed blocks first in their groups); suffix (not in the planner): all at the end."""
     S = L - R
+    if rule == "auto":
+        rule = "spread" if two_way else "tail"
     if rule == "tail":
         T = min(L, 2 * S)
         b = L - T
         return [l < b or not ((l - b + 1) * S // T > (l - b) * S // T) for l in range(L)]
-    if rule == "last":
+    if rule == "spread":
         return [not ((l + 1) * S // L > l * S // L) for l in range(L)]
     if rule == "first":
         return [(l + 1) * R // L > l * R // L for l in range(L)]
@@ -63,7 +66,7 @@ def placement(L, R, rule):
     raise ValueError(rule)
 
 
-PLACEMENTS = ("first", "last", "suffix", "tail")
+PLACEMENTS = ("first", "spread", "suffix", "tail", "auto")
 
 
 def sweep():
@@ -79,7 +82,7 @@ def sweep():
                     for two in (False, True):
                         t = {}
                         for p in PLACEMENTS:
-                            m = placement(L, R, p)
+                            m = placement(L, R, p, two)
                             ns = range(L - R + 1) if two else [0]
                             t[p] = min(step(m, c, hf * c, uf * c, k, 2.4 * c, 2.4 * c) for k in ns)
                         best = min(t.values())
@@ -149,7 +152,7 @@ def main():
     ap.add_argument("--shape", default="opt-13b", choices=sorted(SHAPES))
     ap.add_argument("--wire", default="bf16", choices=sorted(WIRE_BYTES))
     ap.add_argument("--gpu-mem", nargs="+", default=["6700M", "20G", "30G", "36G", "40G", "42G", "45G"])
-    ap.add_argument("--placement", nargs="+", default=["first", "last"], choices=list(PLACEMENTS))
+    ap.add_argument("--placement", nargs="+", default=["first", "auto"], choices=list(PLACEMENTS))
     ap.add_argument("--resident-step", type=float, help="s, the resident step (default: the one measured for the shape)")
     ap.add_argument("--host-ns", type=float, default=0.150, help="host updater, ns per weight (runs 5-6: 0.147-0.150)")
     ap.add_argument("--h2d", type=float, default=50.0, help="GB/s one way while busy (runs 5-6: 49-50)")
@@ -184,12 +187,12 @@ def main():
             continue
         row = f"{g:>9} {r1:>3}/{r2 if r2 is not None else '-':>3} "
         for p in a.placement:
-            one = step(placement(L, r1, p), c, h, u) / a.resident_step
+            one = step(placement(L, r1, p, False), c, h, u) / a.resident_step
             row += f" {one:>13.2f}x"
             if r2 is None:
                 row += f" {'-':>18}"
                 continue
-            m2 = placement(L, r2, p)
+            m2 = placement(L, r2, p, True)
             best = min((step(m2, c, h, u, n, u2, d2), n) for n in range(L - r2 + 1))
             row += f" {best[0] / a.resident_step:>10.2f}x n={best[1]:<3}"
         print(row)
@@ -197,7 +200,7 @@ def main():
             for tw, r in ((False, r1), (True, r2)):
                 if r is not None:
                     print(f"{'':>9} {'2way' if tw else '1way'} R={r:2d} "
-                          + "".join("R" if x else "." for x in placement(L, r, "last")))
+                          + "".join("R" if x else "." for x in placement(L, r, "auto", tw)))
     return 0
 
 

@@ -80,7 +80,9 @@ class CudaDevice final : public StepDevice {
             {"streamed_bytes_per_pass", p.streamed_per_pass}, {"wire", wire_name(p.wire)},
             {"two_way_blocks", p.two_way_blocks},   {"sent_back_bytes_per_step", p.back_per_step},
             {"host_updated_weights", p.host_updated_numel},
-            {"gemm", o_.gemm},                      {"placement", o_.placement}};
+            {"gemm", o_.gemm},
+            {"placement", placement_name(plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates != 0,
+                                                        parse_placement(o_.placement)).placement)}};
   }
   void reset_stats() override { e_.reset_stats(); }
 

@@ -30,7 +30,7 @@ struct GpuOptions {
   // Tests, with device_updates -1: the split at the k-th update is device_updates_sequence[k % size]
   // instead of auto's measured choice (exercises blocks switching between one-way and two-way).
   std::vector<int> device_updates_sequence;
-  Placement placement = Placement::StreamedLast;  // which blocks stream (offload/residency.h)
+  Placement placement = Placement::Auto;  // which blocks stream (offload/residency.h)
 };
 
 class GpuEngine {

@@ -9,9 +9,21 @@
 namespace zo {
 
 Placement parse_placement(const std::string& s) {
-  if (s == "last") return Placement::StreamedLast;
-  if (s == "first") return Placement::StreamedFirst;
-  fail("--placement '{}': expected last (the planner's rule) or first (the rule before it)", s);
+  if (s == "auto") return Placement::Auto;
+  if (s == "tail") return Placement::Tail;
+  if (s == "spread") return Placement::Spread;
+  if (s == "first") return Placement::First;
+  fail("--placement '{}': expected auto, tail, spread or first", s);
+}
+
+const char* placement_name(Placement p) {
+  switch (p) {
+    case Placement::Auto: return "auto";
+    case Placement::Tail: return "tail";
+    case Placement::Spread: return "spread";
+    case Placement::First: return "first";
+  }
+  return "?";
 }
 
 ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire, bool two_way,
@@ -50,22 +62,24 @@ ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, Wir
   }
   r.resident_blocks = resident;
   r.streamed_blocks = L - resident;
-  // S = L - R blocks stream; block l streams when floor((l + 1) S / L) > floor(l S / L): they are
-  // spread evenly, each at the end of its group of L / S blocks, so the first block is resident and
-  // the last one streams. A streamed block's upload then overlaps the compute of the resident blocks
-  // before it, and the host, whose update of the streamed blocks starts only once the step's
-  // projected gradient is known, gets the resident blocks before the first streamed one as a head
-  // start. (With the streamed blocks first in their groups, block 0 streamed and every step began
-  // by waiting for its host update and upload: a step model put that at 1.11x the resident step
-  // however few blocks streamed; bench/step_model.py.) Blocks of unequal sizes keep the first R
-  // when the spread set would need more bytes.
+  // S = L - R blocks stream, in the last T blocks (T = min(L, 2S) for Tail, L for Spread); block
+  // l >= L - T streams when floor((i + 1) S / T) > floor(i S / T), i = l - (L - T): each at the end
+  // of its group, so the last block streams. The host, whose update of the streamed blocks starts
+  // only once the step's projected gradient is known, gets the resident blocks before the first
+  // streamed one as a head start. (First put block 0 among the streamed: every step began by waiting
+  // for its host update and upload, 1.11x the resident step however few blocks streamed by the
+  // timing model, bench/step_model.py, which also compares the rules.) Blocks of unequal sizes keep
+  // the first R when the chosen set would need more bytes.
   auto bytes_of = [&](int l) { return (m.block_end(l) - m.block_begin(l)) * sizeof(float); };
   const long S = L - resident;
+  r.placement = placement != Placement::Auto ? placement : two_way ? Placement::Spread : Placement::Tail;
+  const long T = r.placement == Placement::Tail ? std::min<long>(L, 2 * S) : L, b = L - T;
   std::vector<uint8_t> spread(size_t(L), 0), prefix(size_t(L), 0);
   size_t spread_bytes = 0, prefix_bytes = 0;
   for (int l = 0; l < L; l++) {
-    spread[size_t(l)] = placement == Placement::StreamedLast ? !((long(l) + 1) * S / L > long(l) * S / L)
-                                                             : (long(l) + 1) * resident / L > long(l) * resident / L;
+    const long i = long(l) - b;
+    spread[size_t(l)] = r.placement == Placement::First ? (long(l) + 1) * resident / L > long(l) * resident / L
+                                                         : i < 0 || !((i + 1) * S / T > i * S / T);
     prefix[size_t(l)] = l < resident;
     spread_bytes += spread[size_t(l)] ? bytes_of(l) : 0;
     prefix_bytes += prefix[size_t(l)] ? bytes_of(l) : 0;
@@ -81,8 +95,8 @@ std::string ResidencyPlan::describe(const Model& m, WireDType wire) const {
   std::string s = fmt::format("{} of {} blocks resident ({:.0f} MiB with the globals)", resident_blocks,
                               m.cfg.n_layers, mib(resident_bytes));
   if (streamed_blocks)
-    s += fmt::format(", {} streamed from pinned host memory in {} ({:.0f} MiB of streaming buffers)", streamed_blocks,
-                     wire_name(wire), mib(streaming_bytes));
+    s += fmt::format(", {} streamed from pinned host memory in {} ({:.0f} MiB of streaming buffers; placement {})",
+                     streamed_blocks, wire_name(wire), mib(streaming_bytes), placement_name(placement));
   s += fmt::format("; device weights and buffers {:.0f} MiB before activations", mib(device_bytes()));
   return s;
 }

@@ -10,11 +10,11 @@
 //   (two_way: some streamed blocks travel as f32 masters and come back updated, so the ring slots
 //   hold f32 blocks whatever the wire dtype)
 // As many blocks are made resident as fit in order with room left for the streaming buffers (the
-// last block may take that room when it is the only one left); which ones: the streamed blocks are
-// spread evenly, each last in its group (the first block resident, the last one streamed), so that
-// each streamed block's upload overlaps the compute of the resident blocks before it (the engine
-// uploads one streamed block ahead) and the host's update of the streamed blocks, which starts when
-// the step's projected gradient is known, begins ahead of the device.
+// last block may take that room when it is the only one left). Which ones (Placement below): the
+// streamed blocks come late in the pass, with resident blocks between them, so that each streamed
+// block's upload overlaps the compute of the resident blocks before it (the engine uploads one
+// streamed block ahead), and the host's update of the streamed blocks, which starts when the step's
+// projected gradient is known, begins well ahead of the device.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -26,11 +26,18 @@
 
 namespace zo {
 
-// Which blocks stream, given how many: StreamedLast is the planner's rule (above); StreamedFirst,
-// each streamed block first in its group (block 0 streams, the last block is resident), is the rule
-// it replaced, kept so that a benchmark can measure the two side by side (zo bench train --placement).
-enum class Placement : uint8_t { StreamedLast, StreamedFirst };
-Placement parse_placement(const std::string& s);  // "last" | "first"
+// Which blocks stream, given S of L do:
+//   Tail    the S streamed blocks alternate with resident ones over the last min(L, 2S) blocks, the
+//           last block streamed: the host gets the resident blocks before them as a head start.
+//   Spread  streamed blocks spread over the whole pass, each last in its group of about L / S.
+//   Auto    Tail one-way; Spread with two-way blocks, whose f32 masters go up and come back (the
+//           first streamed blocks): their traffic needs the wider gaps (bench/step_model.py).
+//   First   each streamed block first in its group (block 0 streams): the rule Auto replaced, kept
+//           so that a benchmark can measure both in one run (zo bench train --placement).
+// Tail and Spread are the same rule when S >= L / 2.
+enum class Placement : uint8_t { Auto, Tail, Spread, First };
+Placement parse_placement(const std::string& s);  // "auto" | "tail" | "spread" | "first"
+const char* placement_name(Placement p);
 
 struct ResidencyPlan {
   int resident_blocks = 0, streamed_blocks = 0;
@@ -40,12 +47,13 @@ struct ResidencyPlan {
   size_t streaming_bytes = 0;    // ring slots (+ scales) + decode buffer, if anything streams
   size_t max_groups = 0;         // fp8 scales of the largest block
   std::vector<uint8_t> resident; // per block: kept on the device
+  Placement placement = Placement::Tail;  // the rule that chose them (Auto resolved)
   size_t device_bytes() const { return resident_bytes + fixed_bytes; }
   std::string describe(const Model& m, WireDType wire) const;
 };
 
 // gpu_mem 0: everything resident. Throws a one-line error when gpu_mem cannot hold the minimum.
 ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire, bool two_way = false,
-                             Placement placement = Placement::StreamedLast);
+                             Placement placement = Placement::Auto);
 
 }  // namespace zo

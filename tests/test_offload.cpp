@@ -152,16 +152,19 @@ TEST(Residency, PlansNeverExceedTheBudgetAndKeepAsManyBlocksAsFit) {
       const size_t used = p.device_bytes() + reserve;
       EXPECT_LE(used, budget) << wire_name(w) << " budget " << budget;
       EXPECT_EQ(p.resident_blocks + p.streamed_blocks, 8);
-      // Which blocks: the S streamed ones spread evenly, each last in its group (every prefix of l
-      // blocks holds exactly floor(l S / 8) of them), so that block 0 is resident and block 7
-      // streams; and the bytes counted are the resident blocks'.
+      // Which blocks (one-way: Tail): the S streamed ones in the last T = min(8, 2S) blocks, each
+      // last in its group there (every l first blocks of that region hold exactly floor(l S / T)
+      // of them), so that the blocks before it and block 0 are resident and block 7 streams; and
+      // the bytes counted are the resident blocks'.
       ASSERT_EQ(p.resident.size(), 8u);
-      const size_t S = size_t(p.streamed_blocks);
+      EXPECT_EQ(p.placement, Placement::Tail);
+      const size_t S = size_t(p.streamed_blocks), T = std::min<size_t>(8, 2 * S);
       size_t streamed = 0, bytes = globals;
-      for (int l = 0; l < 8; l++) {
-        EXPECT_EQ(streamed, size_t(l) * S / 8) << "budget " << budget << " block " << l;
-        streamed += !p.resident[size_t(l)];
-        bytes += p.resident[size_t(l)] ? block : 0;
+      for (size_t l = 0; l < 8; l++) {
+        const size_t in = l < 8 - T ? 0 : l - (8 - T);
+        EXPECT_EQ(streamed, T ? in * S / T : 0) << "budget " << budget << " block " << l;
+        streamed += !p.resident[l];
+        bytes += p.resident[l] ? block : 0;
       }
       EXPECT_EQ(streamed, S);
       EXPECT_EQ(bytes, p.resident_bytes);
@@ -169,18 +172,27 @@ TEST(Residency, PlansNeverExceedTheBudgetAndKeepAsManyBlocksAsFit) {
         EXPECT_TRUE(p.resident[0]) << "budget " << budget;
         EXPECT_FALSE(p.resident[7]) << "budget " << budget;
       }
-      // The rule it replaced (for benchmarks): the R resident blocks spread, each last in its group,
-      // so every prefix of l blocks holds exactly floor(l R / 8) of them. Same count, same bytes.
-      ResidencyPlan q = plan_residency(m, budget, reserve, w, false, Placement::StreamedFirst);
-      EXPECT_EQ(q.resident_blocks, p.resident_blocks);
-      EXPECT_EQ(q.resident_bytes, p.resident_bytes);
-      EXPECT_EQ(q.device_bytes(), p.device_bytes());
-      size_t kept = 0;
-      for (int l = 0; l < 8; l++) {
-        EXPECT_EQ(kept, size_t(l) * size_t(q.resident_blocks) / 8) << "budget " << budget << " block " << l;
-        kept += q.resident[size_t(l)];
+      // The other rules: the same blocks counted, and which ones. Spread (two-way's): the S
+      // streamed blocks over all 8, floor(l S / 8) of them in every l first blocks. First (the rule
+      // Auto replaced, for benchmarks): the R resident ones spread, each last in its group, so
+      // floor(l R / 8) of them in every l first blocks.
+      for (Placement rule : {Placement::Spread, Placement::First}) {
+        ResidencyPlan q = plan_residency(m, budget, reserve, w, false, rule);
+        EXPECT_EQ(q.placement, rule);
+        EXPECT_EQ(q.resident_blocks, p.resident_blocks);
+        EXPECT_EQ(q.resident_bytes, p.resident_bytes);
+        EXPECT_EQ(q.device_bytes(), p.device_bytes());
+        const size_t R = size_t(q.resident_blocks);
+        size_t seen = 0;
+        for (size_t l = 0; l < 8; l++) {
+          EXPECT_EQ(seen, l * (rule == Placement::First ? R : S) / 8) << placement_name(rule) << " block " << l;
+          seen += rule == Placement::First ? q.resident[l] : !q.resident[l];
+        }
+        EXPECT_EQ(seen, rule == Placement::First ? R : S);
       }
-      EXPECT_EQ(kept, size_t(q.resident_blocks));
+      // With two-way blocks (f32 ring slots: a larger minimum) Auto spreads them.
+      if (budget > base + two_way)
+        EXPECT_EQ(plan_residency(m, budget, reserve, w, true).placement, Placement::Spread);
       if (p.streamed_blocks > 0) {
         // One more resident block (streaming buffers still needed unless it was the last) exceeds.
         const bool last = p.streamed_blocks == 1;

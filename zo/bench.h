@@ -53,7 +53,7 @@ struct BenchTrainArgs {
   double gpu_reserve = double(1u << 30);
   std::string wire = "f32", gemm = "tf32";
   int device_updates = 0;             // cuda: streamed blocks updated on the device (two-way); -1: auto
-  std::string placement = "last";     // cuda: which blocks stream (offload/residency.h): last | first
+  std::string placement = "auto";     // cuda: which blocks stream (offload/residency.h): auto | tail | spread | first
   bool json = false;
 };
 int bench_train(const BenchTrainArgs& a);

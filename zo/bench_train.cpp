@@ -165,7 +165,7 @@ int bench_train(const BenchTrainArgs& a) {
   ZO_CHECK(a.device == "cuda" || a.gpu_mem == 0, "--gpu-mem applies to --device cuda");
   check_device_updates(a.device_updates, a.device, a.gpu_mem);
   parse_placement(a.placement);  // (a bad value fails here, with or without a GPU)
-  ZO_CHECK(a.placement == "last" || (a.device == "cuda" && a.gpu_mem > 0), "--placement applies to --device cuda with --gpu-mem");
+  ZO_CHECK(a.placement == "auto" || (a.device == "cuda" && a.gpu_mem > 0), "--placement applies to --device cuda with --gpu-mem");
   ZO_CHECK(!(a.device == "cuda" && a.offload != "none"), "--offload disk is the CPU's tier (with --device cuda use --gpu-mem)");
   const bool gpu = a.device == "cuda";
   if (gpu) ZO_CHECK(cuda_devices() > 0, "--device cuda: no CUDA device is visible (or zo was built without CUDA)");

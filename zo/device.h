@@ -23,7 +23,7 @@ struct DeviceOptions {
   std::string wire = "f32";    // f32 | bf16 | f16 | fp8: how streamed blocks travel (core/wire.h)
   int device_updates = 0;      // streamed blocks updated on the device, two-way (offload/gpu_engine.h); -1: auto
   std::vector<int> device_updates_sequence;  // tests: auto's split forced, update by update (GpuOptions)
-  std::string placement = "last";  // which blocks stream: last (the planner's rule) or first (benchmarks)
+  std::string placement = "auto";  // which blocks stream (offload/residency.h): auto, or tail | spread | first (benchmarks)
 };
 
 class StepDevice {
