@@ -73,6 +73,7 @@ def sweep():
     """Each placement against the best of them, over block counts, rates and two-way choices."""
     worst = {p: (1.0, None) for p in PLACEMENTS}
     total = {p: 0.0 for p in PLACEMENTS}
+    tail_over_spread = {False: [], True: []}  # why the planner's auto splits by two-way
     n = 0
     for L, step_s in ((40, 0.516), (24, 0.076), (32, 0.292)):
         c = step_s / L
@@ -86,6 +87,7 @@ def sweep():
                             ns = range(L - R + 1) if two else [0]
                             t[p] = min(step(m, c, hf * c, uf * c, k, 2.4 * c, 2.4 * c) for k in ns)
                         best = min(t.values())
+                        tail_over_spread[two].append(t["tail"] / t["spread"])
                         n += 1
                         for p in PLACEMENTS:
                             total[p] += t[p] / best
@@ -94,6 +96,9 @@ def sweep():
     print(f"{n} cases: step over the best placement's")
     for p in PLACEMENTS:
         print(f"  {p:7} mean {total[p] / n:.4f}  worst {worst[p][0]:.3f} at {worst[p][1]}")
+    for two, r in tail_over_spread.items():
+        print(f"  tail / spread, {'two-way' if two else 'one-way'}: mean {sum(r) / len(r):.4f}, "
+              f"from {min(r):.3f} to {max(r):.3f}")
 
 
 def plan(shape, gpu_mem, wire="bf16", two_way=False, reserve=GiB):
