@@ -30,11 +30,12 @@ namespace zo {
 //   Tail    the S streamed blocks alternate with resident ones over the last min(L, 2S) blocks, the
 //           last block streamed: the host gets the resident blocks before them as a head start.
 //   Spread  streamed blocks spread over the whole pass, each last in its group of about L / S.
-//   Auto    Tail one-way; Spread with two-way blocks, whose f32 masters go up and come back (the
-//           first streamed blocks): their traffic needs the wider gaps (bench/step_model.py).
+//   Auto    Tail one-way; Spread when blocks may go two-way (device updates not 0, auto included):
+//           their f32 masters go up and come back (the first streamed blocks), and that traffic
+//           needs the wider gaps (bench/step_model.py).
 //   First   each streamed block first in its group (block 0 streams): the rule Auto replaced, kept
 //           so that a benchmark can measure both in one run (zo bench train --placement).
-// Tail and Spread are the same rule when S >= L / 2.
+// Tail and Spread are the same rule when 2S >= L.
 enum class Placement : uint8_t { Auto, Tail, Spread, First };
 Placement parse_placement(const std::string& s);  // "auto" | "tail" | "spread" | "first"
 const char* placement_name(Placement p);
@@ -47,7 +48,9 @@ struct ResidencyPlan {
   size_t streaming_bytes = 0;    // ring slots (+ scales) + decode buffer, if anything streams
   size_t max_groups = 0;         // fp8 scales of the largest block
   std::vector<uint8_t> resident; // per block: kept on the device
-  Placement placement = Placement::Tail;  // the rule that chose them (Auto resolved)
+  // The rule asked for (Auto resolved). Blocks of unequal sizes may fall back to the first R
+  // resident (see plan_residency); the models zo knows have blocks of one size.
+  Placement placement = Placement::Tail;
   size_t device_bytes() const { return resident_bytes + fixed_bytes; }
   std::string describe(const Model& m, WireDType wire) const;
 };

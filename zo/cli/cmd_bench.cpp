@@ -63,8 +63,8 @@ void add_bench(CLI::App& app, Runner& run) {
       ->transform(CLI::Transformer(std::map<std::string, int>{{"auto", -1}}))
       ->capture_default_str();
   tr->add_option("--placement", t->placement,
-                 "cuda with --gpu-mem: which blocks stream: auto (the planner's rule: tail one-way, spread with "
-                 "--device-updates), tail (alternating with resident blocks over the end of the model), spread "
+                 "cuda with --gpu-mem: which blocks stream: auto (the planner's rule: tail one-way, spread when "
+                 "--device-updates is not 0, auto included), tail (alternating with resident blocks over the end of the model), spread "
                  "(over the whole model, each last in its group) or first (the rule auto replaced: block 0 streams); "
                  "the others are there to measure against auto in one run")
       ->capture_default_str();
