@@ -28,11 +28,13 @@ cuda::GemmMode gemm_mode(const std::string& s) {
 class CudaDevice final : public StepDevice {
  public:
   CudaDevice(const Model& m, const DeviceOptions& o)
-      : m_(m), o_(o), wire_(parse_wire_dtype(o.wire)), e_(m, GpuOptions{gemm_mode(o.gemm), o.gpu_mem, o.reserve, wire_, o.device_updates, o.device_updates_sequence,
-                                 parse_placement(o.placement)}) {}
+      : m_(m), o_(o), wire_(parse_wire_dtype(o.wire)), placement_(parse_placement(o.placement)),
+        e_(m, GpuOptions{gemm_mode(o.gemm), o.gpu_mem, o.reserve, wire_, o.device_updates, o.device_updates_sequence,
+                         placement_}),
+        rp_(plan_residency(m, o.gpu_mem, o.reserve, wire_, o.device_updates != 0, placement_)) {}
 
   std::string describe() const override {
-    const auto p = plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates != 0, parse_placement(o_.placement));
+    const ResidencyPlan& p = rp_;  // (the engine's own plan: the same function of the same options)
     const int tw = e_.plan().two_way_blocks;
     std::string two_way;
     if (o_.device_updates < 0 && p.streamed_blocks > 0)
@@ -81,8 +83,7 @@ class CudaDevice final : public StepDevice {
             {"two_way_blocks", p.two_way_blocks},   {"sent_back_bytes_per_step", p.back_per_step},
             {"host_updated_weights", p.host_updated_numel},
             {"gemm", o_.gemm},
-            {"placement", placement_name(plan_residency(m_, o_.gpu_mem, o_.reserve, wire_, o_.device_updates != 0,
-                                                        parse_placement(o_.placement)).placement)}};
+            {"placement", placement_name(rp_.placement)}};
   }
   void reset_stats() override { e_.reset_stats(); }
 
@@ -90,7 +91,9 @@ class CudaDevice final : public StepDevice {
   const Model& m_;
   DeviceOptions o_;
   WireDType wire_;
+  Placement placement_;
   mutable GpuEngine e_;
+  ResidencyPlan rp_;
 };
 
 }  // namespace
