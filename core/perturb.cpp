@@ -230,37 +230,61 @@ void perturb_range(float* dst, const float* w, float scale, uint64_t seed, uint6
   });
 }
 
+namespace {
+
+// zo_update on one piece: w and m point at the piece, begin is its first element's index.
+void update_serial(float* w, float* m, size_t len, uint64_t tid, size_t begin, const UpdateTerm* terms, int q,
+                   Dist dist, OptKind opt, float lr, float wd, float beta) {
+  float z[kChunk], G[kChunk];
+  fill_serial(z, terms[0].seed, tid, begin, len, dist, w);
+  for (size_t i = 0; i < len; i++) G[i] = terms[0].coef * z[i];
+  for (int d = 1; d < q; d++) {
+    fill_serial(z, terms[d].seed, tid, begin, len, dist);
+    const float c = terms[d].coef;
+    for (size_t i = 0; i < len; i++) G[i] = G[i] + c * z[i];
+  }
+  switch (opt) {
+    case OptKind::SGD:
+      for (size_t i = 0; i < len; i++) w[i] = w[i] - lr * (G[i] + wd * w[i]);
+      break;
+    case OptKind::Momentum:
+      for (size_t i = 0; i < len; i++) {
+        m[i] = beta * m[i] + G[i];
+        w[i] = w[i] - lr * (m[i] + wd * w[i]);
+      }
+      break;
+    case OptKind::Sign:
+      for (size_t i = 0; i < len; i++) {
+        float s = G[i] > 0.0f ? 1.0f : (G[i] < 0.0f ? -1.0f : 0.0f);
+        w[i] = w[i] - lr * (s + wd * w[i]);
+      }
+      break;
+  }
+}
+
+}  // namespace
+
 void zo_update(float* w, float* m, size_t n, uint64_t tid, size_t begin, const UpdateTerm* terms, int q, Dist dist,
                OptKind opt, float lr, float wd, float beta) {
   if (q <= 0) return;
   chunked(n, [&](size_t off, size_t len) {
-    float z[kChunk], G[kChunk];
-    fill_serial(z, terms[0].seed, tid, begin + off, len, dist, w + off);
-    for (size_t i = 0; i < len; i++) G[i] = terms[0].coef * z[i];
-    for (int d = 1; d < q; d++) {
-      fill_serial(z, terms[d].seed, tid, begin + off, len, dist);
-      const float c = terms[d].coef;
-      for (size_t i = 0; i < len; i++) G[i] = G[i] + c * z[i];
-    }
+    update_serial(w + off, m ? m + off : nullptr, len, tid, begin + off, terms, q, dist, opt, lr, wd, beta);
+  });
+}
+
+void update_and_perturb(float* w, float* m, size_t n, uint64_t tid, size_t begin, const PendingUpdate& u,
+                        uint64_t seed, Dist dist, float* const* dst, const float* scale, int nv) {
+  chunked(n, [&](size_t off, size_t len) {
     float* wr = w + off;
-    switch (opt) {
-      case OptKind::SGD:
-        for (size_t i = 0; i < len; i++) wr[i] = wr[i] - lr * (G[i] + wd * wr[i]);
-        break;
-      case OptKind::Momentum: {
-        float* mr = m + off;
-        for (size_t i = 0; i < len; i++) {
-          mr[i] = beta * mr[i] + G[i];
-          wr[i] = wr[i] - lr * (mr[i] + wd * wr[i]);
-        }
-        break;
-      }
-      case OptKind::Sign:
-        for (size_t i = 0; i < len; i++) {
-          float s = G[i] > 0.0f ? 1.0f : (G[i] < 0.0f ? -1.0f : 0.0f);
-          wr[i] = wr[i] - lr * (s + wd * wr[i]);
-        }
-        break;
+    if (u.q > 0)
+      update_serial(wr, m ? m + off : nullptr, len, tid, begin + off, u.terms, u.q, dist, u.opt, u.lr, u.wd, u.beta);
+    if (nv <= 0) return;
+    float z[kChunk];
+    fill_serial(z, seed, tid, begin + off, len, dist, u.q > 0 ? nullptr : wr);  // updated: wr is in cache already
+    for (int v = 0; v < nv; v++) {
+      float* d = dst[v] + off;
+      const float s = scale[v];
+      for (size_t i = 0; i < len; i++) d[i] = wr[i] + s * z[i];
     }
   });
 }

@@ -40,4 +40,19 @@ struct UpdateTerm {
 void zo_update(float* w, float* m, size_t n, uint64_t tid, size_t begin, const UpdateTerm* terms, int q, Dist dist,
                OptKind opt, float lr, float wd, float beta);
 
+// An update still to apply (q = 0: none), in zo_update's terms.
+struct PendingUpdate {
+  const UpdateTerm* terms = nullptr;
+  int q = 0;
+  OptKind opt = OptKind::SGD;
+  float lr = 0, wd = 0, beta = 0;
+};
+
+// The one pass a parameter range gets per step on the CPU: the pending update u applied to w (and
+// m) in place, then nv working copies dst[v][i] = w[i] + scale[v] * Z(seed, tid, begin + i) of the
+// updated w, piece by piece, so that w is read once and z made once for all copies. The bits are
+// those of zo_update followed by perturb_range for each copy.
+void update_and_perturb(float* w, float* m, size_t n, uint64_t tid, size_t begin, const PendingUpdate& u,
+                        uint64_t seed, Dist dist, float* const* dst, const float* scale, int nv);
+
 }  // namespace zo

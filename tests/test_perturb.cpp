@@ -247,3 +247,54 @@ TEST(Perturb, UpdatesFollowTheFormulas) {
     }
   }
 }
+
+// The fused pass (pending update, then the working copies) against the float64 formulas, and bit
+// for bit against the separate kernels it replaces, at offsets that split counter blocks and pieces.
+TEST(Perturb, UpdateAndPerturbIsTheUpdateThenTheCopies) {
+  const size_t n = 70001;
+  UpdateTerm t[2] = {{11, 0.75f}, {12, -0.25f}};
+  const float lr = 0.01f, wd = 0.1f, beta = 0.9f, eps = 1e-3f;
+  std::vector<float> w0(n), m0(n);
+  std::mt19937 g(2);
+  std::normal_distribution<float> nd;
+  for (size_t i = 0; i < n; i++) w0[i] = nd(g), m0[i] = nd(g);
+  const float scale[2] = {eps, -eps};
+  for (Dist dist : {Dist::Gaussian, Dist::Rademacher})
+    for (OptKind k : {OptKind::SGD, OptKind::Momentum, OptKind::Sign})
+      for (int q : {0, 1, 2})
+        for (int nv : {0, 1, 2})
+          for (size_t begin : {size_t(0), size_t(3), size_t(4097)}) {
+            const size_t len = n - begin;
+            std::vector<float> w(w0), m(m0), a(n, -7.0f), b(n, -7.0f);
+            float* dst[2] = {a.data(), b.data()};
+            PendingUpdate u{t, q, k, lr, wd, beta};
+            update_and_perturb(w.data() + begin, m.data() + begin, len, 3, begin, u, 99, dist, dst, scale, nv);
+            // The separate kernels.
+            std::vector<float> w2(w0), m2(m0), a2(n, -7.0f), b2(n, -7.0f);
+            zo_update(w2.data() + begin, m2.data() + begin, len, 3, begin, t, q, dist, k, lr, wd, beta);
+            if (nv > 0) perturb_range(a2.data(), w2.data() + begin, eps, 99, 3, begin, len, dist);
+            if (nv > 1) perturb_range(b2.data(), w2.data() + begin, -eps, 99, 3, begin, len, dist);
+            ASSERT_EQ(std::memcmp(w.data(), w2.data(), n * 4), 0) << int(k) << " q " << q << " nv " << nv;
+            ASSERT_EQ(std::memcmp(m.data(), m2.data(), n * 4), 0);
+            ASSERT_EQ(std::memcmp(a.data(), a2.data(), n * 4), 0) << int(k) << " q " << q << " nv " << nv;
+            ASSERT_EQ(std::memcmp(b.data(), b2.data(), n * 4), 0);
+            // float64: the updated weight and the copies from the pre-update weight and both z.
+            std::vector<float> z1(len), z2(len), zp(len);
+            fill_z(z1.data(), 11, 3, begin, len, dist);
+            fill_z(z2.data(), 12, 3, begin, len, dist);
+            fill_z(zp.data(), 99, 3, begin, len, dist);
+            for (size_t i = 0; i < len; i += 7) {
+              const double w_old = w0[begin + i];
+              double G = q == 0 ? 0 : 0.75 * z1[i] + (q == 2 ? -0.25 * z2[i] : 0.0), want = w_old;
+              if (q > 0) {
+                if (k == OptKind::SGD) want = w_old - lr * (G + wd * w_old);
+                else if (k == OptKind::Momentum) want = w_old - lr * (beta * double(m0[begin + i]) + G + wd * w_old);
+                else want = w_old - lr * ((G > 0) - (G < 0) + wd * w_old);
+              }
+              ASSERT_NEAR(w[begin + i], want, 2e-6 * (1 + std::fabs(want)));
+              if (nv > 0) ASSERT_NEAR(a[i], want + eps * double(zp[i]), 4e-6 * (1 + std::fabs(want)));
+              if (nv > 1) ASSERT_NEAR(b[i], want - eps * double(zp[i]), 4e-6 * (1 + std::fabs(want)));
+              if (nv < 2) ASSERT_EQ(b[i], -7.0f);
+            }
+          }
+}

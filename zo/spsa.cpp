@@ -48,7 +48,7 @@ Spsa::Spsa(Model& m, Engine& e, const SpsaOptions& o) : m_(m), e_(e), o_(o) {
   }
   ZO_CHECK(n_trainable() > 0, "no parameter matches --params '{}' without matching --freeze '{}'", o.params, o.freeze);
   wbuf_.resize(m.max_block_numel());
-  zbuf_.resize(m.max_block_numel());
+  wbuf2_.resize(m.max_block_numel());
 }
 
 size_t Spsa::n_trainable() const {
@@ -167,11 +167,8 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
     const auto& ps = block_params_[size_t(l)];
     m_.prefetch_block(l + 1);  // disk tier: the next block is read while this one computes
     bool dirty = false;
-    for (size_t i : ps) {
-      dirty = dirty || pend_left_[i];
-      apply_pending(i);
-    }
-    const size_t bb = m_.block_begin(l), bn = m_.block_end(l) - bb;
+    for (size_t i : ps) dirty = dirty || pend_left_[i];
+    const size_t bb = m_.block_begin(l);
     const float* wm = static_cast<const float*>(m_.arena()) + bb;
     bool any = false;
     for (size_t i : ps) any = any || trainable_[i];
@@ -184,34 +181,48 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
         e_.block(l, v, b, streams_[k].data());
       times_.forward += since(t1);
     };
+    // Each direction's versions, two at a time, in one pass per parameter that also applies the
+    // parameter's pending update first (so a block's masters are read once per direction pair).
     std::fill(done.begin(), done.end(), 0);
     for (size_t k = 0; k < S; k++) {
       if (done[k]) continue;
       int d = version_of(k);
-      if (d < 0 || !any) {  // the masters
+      if (d < 0 || !any) {  // the masters, updated first
+        for (size_t i : ps) apply_pending(i);
         run(k, wm);
         done[k] = 1;
         continue;
       }
+      size_t ks[2] = {k, k};
+      int nv = 1;
+      for (size_t k2 = k + 1; k2 < S && nv < 2; k2++)
+        if (!done[k2] && version_of(k2) == d) ks[nv++] = k2;
+      float* bufs[2] = {wbuf_.data(), wbuf2_.data()};
+      const float sc[2] = {scale[ks[0]], scale[ks[1]]};
       auto t1 = Clock::now();
       for (size_t i : ps) {
         const Param& p = m_.params[i];
-        float* z = zbuf_.data() + (p.offset - bb);
-        if (trainable_[i])
-          fill_z(z, seeds[size_t(d)], tid_[i], 0, p.numel, o_.dist);
-        else
-          std::memset(z, 0, p.numel * sizeof(float));
+        const size_t off = p.offset - bb;
+        float* dst[2] = {bufs[0] + off, bufs[1] + off};
+        if (!trainable_[i]) {
+          for (int v = 0; v < nv; v++) std::memcpy(dst[v], master(i), p.numel * sizeof(float));
+          continue;
+        }
+        PendingUpdate u;
+        if (pend_left_[i]) {
+          u = {pend_terms_.data(), int(pend_terms_.size()), o_.opt, pend_lr_, p.decay ? o_.wd : 0.0f, o_.momentum};
+          pend_left_[i] = 0;
+        }
+        update_and_perturb(master(i), mom_.empty() ? nullptr : mom_.data() + p.offset, p.numel, tid_[i], 0, u,
+                           seeds[size_t(d)], o_.dist, dst, sc, nv);
       }
       times_.perturb += since(t1);
-      for (size_t k2 = k; k2 < S; k2++) {  // every version along direction d, one working copy at a time
-        if (done[k2] || version_of(k2) != d) continue;
-        auto t2 = Clock::now();
-        add_scaled(wbuf_.data(), wm, zbuf_.data(), scale[k2], bn);
-        times_.perturb += since(t2);
-        run(k2, wbuf_.data());
-        done[k2] = 1;
+      for (int v = 0; v < nv; v++) {
+        run(ks[v], bufs[v]);
+        done[ks[v]] = 1;
       }
     }
+    for (size_t i : ps) apply_pending(i);  // none left unless no version passed here (kept for safety)
     m_.release_block(l, dirty);
   }
 

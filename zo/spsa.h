@@ -1,12 +1,13 @@
 // The zeroth-order step on a block-wise dual forward (MeZO's SPSA, n-SPSA, one-sided SPSA).
 //
-// For each block, the working copies W + eps z (and W - eps z) are formed from the masters in one
-// buffer, every perturbed hidden stream of the step passes through the block, and the buffer is
+// For each block, the working copies W + eps z and W - eps z are formed from the masters in two
+// buffers, every perturbed hidden stream of the step passes through the block, and the buffers are
 // reused for the next block: the masters are never perturbed in place (so +eps and -eps never
 // drift) and each block's weights are read once per step. The update of step t is "pending" until
-// the pass of step t+1 reaches each parameter, where it is applied just before that parameter is
-// perturbed (the same element-wise arithmetic as a separate pass, so the bits are the same);
-// flush() applies it everywhere (before an evaluation, a save or an exit).
+// the pass of step t+1 reaches each parameter, where it is applied in the same pass that makes the
+// parameter's working copies (update_and_perturb: the same element-wise arithmetic as a separate
+// pass, so the bits are the same); flush() applies it everywhere (before an evaluation, a save or
+// an exit).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -44,8 +45,8 @@ struct LossPlan {
 
 // Timings of the work of the steps so far (seconds).
 struct StepTimes {
-  double perturb = 0;  // making z and the working copies (blocks; globals are in forward/head)
-  double update = 0;   // applying updates (fused or flushed)
+  double perturb = 0;  // blocks: the pass that applies the pending update and makes z and the working copies
+  double update = 0;   // updates applied in passes of their own (globals, flushes, replay, a device's)
   double forward = 0;  // embeddings and blocks
   double head = 0;     // final norm, head, log-probabilities (incl. perturbing the head slabs)
 };
@@ -95,7 +96,7 @@ class Spsa {
   std::vector<size_t> globals_;                  // parameter indices with block == -1
   std::vector<std::vector<size_t>> block_params_;  // per block
   std::vector<float> mom_;                       // momentum state (OptKind::Momentum), arena layout
-  std::vector<float> wbuf_, zbuf_;               // one block's working copy and direction
+  std::vector<float> wbuf_, wbuf2_;              // one block's two working copies (W + eps z, W - eps z)
   std::vector<std::vector<float>> streams_;      // hidden states of each version [N, C]
   // The pending update.
   std::vector<UpdateTerm> pend_terms_;
