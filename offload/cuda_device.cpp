@@ -38,7 +38,7 @@ class CudaDevice final : public StepDevice {
     const int tw = e_.plan().two_way_blocks;
     std::string two_way;
     if (o_.device_updates < 0 && p.streamed_blocks > 0)
-      two_way = "; streamed blocks updated on the device (sent back as f32) or on the host, balanced at each step";
+      two_way = "; streamed blocks updated on the device (sent back as f32) or on the host, the split chosen at each step";
     else if (tw)
       two_way = fmt::format("; {} streamed blocks updated on the device and sent back as f32", tw);
     return fmt::format("cuda ({} GEMMs): {}{}", o_.gemm, p.describe(m_, wire_), two_way);

@@ -134,6 +134,7 @@ struct GpuEngine::Impl {
   double last_update_s = 0;        // the last updater's wall time, and how many blocks it updated
   int last_host_blocks = 0;
   std::vector<double> last_up_s;   // per block: its upload's busy time in the last pass
+  std::vector<double> last_comp_s;  // per block: its compute in the last pass (every version)
   cudaStream_t down = nullptr;
   cudaEvent_t sent[2] = {};        // slot k's last send-back done (the slot may be overwritten)
   std::vector<cudaEvent_t> back;   // per block: its updated masters are on the host again
@@ -283,6 +284,7 @@ struct GpuEngine::Impl {
     }
     comp_t0.resize(size_t(c0.n_layers));
     comp_t1.resize(size_t(c0.n_layers));
+    last_comp_s.assign(size_t(c0.n_layers), 0.0);
     for (int l = 0; l < c0.n_layers; l++) {
       ZO_CUDA_CHECK(cudaEventCreate(&comp_t0[size_t(l)]));
       ZO_CUDA_CHECK(cudaEventCreate(&comp_t1[size_t(l)]));
@@ -344,13 +346,14 @@ struct GpuEngine::Impl {
     }
   }
 
-  // Auto two-way: returns n, how many of the first streamed blocks to update on the device, so
-  // that the host's work, (S - n) blocks at est_host each, meets the link's, n two-way blocks at
-  // est_two (f32 up; the f32 masters back in parallel) plus S - n one-way blocks at est_one. Estimates are the last
-  // step's measurements (a two-way block's, until one is measured: a one-way block's scaled to f32
-  // and by the 1.35 the link lost with traffic both ways on an H100 machine); after the first
-  // choice, n moves half way to the new target each step, which damps the feedback (the host's
-  // rate changes with the link's traffic).
+  // Auto two-way: returns n, how many of the first streamed blocks to update on the device: the n
+  // whose pass is the shortest by residency.h's timing model (the device's compute per block, the
+  // host's update of a one-way block, one-way and two-way uploads, and the send-back of a two-way
+  // block, taken as long as its upload), so that resident compute counts as well as host and link.
+  // Estimates are the last step's measurements (a two-way block's, until one is measured: a
+  // one-way block's scaled to f32 and by the 1.35 the link lost with traffic both ways on an H100
+  // machine); after the first choice, n moves half way to the new target each step, which damps
+  // the feedback (the host's rate changes with the link's traffic).
   int retune() {
     const int S = n_streamed;
     double one = 0, two = 0;
@@ -365,9 +368,12 @@ struct GpuEngine::Impl {
     if (last_host_blocks > 0) est_host = last_update_s / last_host_blocks;
     if (est_host <= 0 || est_one <= 0) return n_two_way;  // the host not measured yet: stay one-way
     const double two_b = est_two > 0 ? est_two : est_one * 4.0 / double(wire_size(wire)) * 1.35;
-    int target = 0;
-    if (est_host > est_one) target = int(std::lround(S * (est_host - est_one) / (est_host - est_one + two_b)));
-    target = std::clamp(target, 0, S);
+    PassRates r;
+    r.compute = last_comp_s;
+    r.host = est_host, r.up_one = est_one, r.up_two = r.down_two = two_b;
+    std::vector<uint8_t> resident(bdev.size());
+    for (size_t l = 0; l < bdev.size(); l++) resident[l] = bdev[l] != nullptr;
+    const int target = std::clamp(best_two_way(resident, r), 0, S);
     return n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2;
   }
   // The first n streamed blocks (in pass order) two-way, the others one-way (between steps: nothing
@@ -578,6 +584,7 @@ struct GpuEngine::Impl {
       float ms = 0;
       ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, comp_t0[size_t(l)], comp_t1[size_t(l)]));
       st_.block_compute_seconds += ms * 1e-3;
+      last_comp_s[size_t(l)] = ms * 1e-3;
     }
     for (size_t k = 0; k + 1 < gemm_used; k += 2) {
       float ms = 0;

@@ -59,4 +59,29 @@ struct ResidencyPlan {
 ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, WireDType wire, bool two_way = false,
                              Placement placement = Placement::Auto);
 
+// What one pass's blocks cost, in seconds per block, for model_pass_seconds.
+struct PassRates {
+  std::vector<double> compute;  // per block: its compute on the device (every version of the pass)
+  double host = 0;              // the host's update of one one-way streamed block
+  double up_one = 0;            // upload of a one-way streamed block (wire dtype)
+  double up_two = 0;            // upload of a two-way streamed block (f32 masters)
+  double down_two = 0;          // a two-way block's updated masters sent back (f32)
+  int slots = 2;                // ring slots
+};
+
+// The timing model of one offloaded pass (bench/step_model.py's, event by event): the device runs
+// the blocks in order; the host updates the one-way streamed blocks in pass order from the pass's
+// start; a streamed block's upload waits for its host update (one-way), the previous upload, and
+// its ring slot (freed when the block `slots` streamed blocks earlier has computed, or for a
+// two-way one, has been sent back); its compute waits for its upload; a two-way block is sent back
+// after it computes. The first n_two streamed blocks (pass order) are two-way. Returns when the
+// last of the device, the link back and the host is done. (The engine starts a send-back as the
+// block's compute starts; the later start here stands in for what the model leaves out, since the
+// two-way runs measured on an H100 were slower than even this: bench/README.md, "Since run 6".)
+double model_pass_seconds(const std::vector<uint8_t>& resident, const PassRates& r, int n_two);
+
+// The number of two-way blocks (0 .. streamed) whose modelled pass is the shortest; of those within
+// 0.5% of it, the smallest (each two-way block moves 4 bytes per weight each way).
+int best_two_way(const std::vector<uint8_t>& resident, const PassRates& r);
+
 }  // namespace zo

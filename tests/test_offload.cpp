@@ -208,6 +208,74 @@ TEST(Residency, PlansNeverExceedTheBudgetAndKeepAsManyBlocksAsFit) {
   }
 }
 
+// The timing model behind `--device-updates auto` (offload/residency.h), against a timeline worked
+// by hand and against bench/step_model.py, the independent Python model the GPU runs were checked
+// with (its figures for OPT-13B with run 5-6's rates, printed there to 17 digits).
+TEST(Residency, PassModelMatchesHandTimelinesAndTheStepModel) {
+  // Blocks R S R S: compute 1 s each, host 3 s per one-way block, uploads 0.5 s one-way, 2 s
+  // two-way, 1 s back. n = 0: uploads wait for the host (3, 6): block 1 computes 3.5-4.5, block 3
+  // 6.5-7.5. n = 1: block 1 up 0-2, computes 2-3, back 3-4; the host updates block 3 alone (0-3),
+  // up 3-3.5, computes 4-5. n = 2: block 3 up 2-4, computes 4-5, back 5-6.
+  const std::vector<uint8_t> rsrs = {1, 0, 1, 0};
+  PassRates r;
+  r.compute = {1, 1, 1, 1};
+  r.host = 3, r.up_one = 0.5, r.up_two = 2, r.down_two = 1;
+  EXPECT_DOUBLE_EQ(model_pass_seconds(rsrs, r, 0), 7.5);
+  EXPECT_DOUBLE_EQ(model_pass_seconds(rsrs, r, 1), 5.0);
+  EXPECT_DOUBLE_EQ(model_pass_seconds(rsrs, r, 2), 6.0);
+  EXPECT_EQ(best_two_way(rsrs, r), 1);
+  // A fast host: nothing goes two-way. A host slower than everything else: all of them.
+  r.host = 0.1;
+  EXPECT_EQ(best_two_way(rsrs, r), 0);
+  r.host = 100;
+  EXPECT_EQ(best_two_way(rsrs, r), 2);
+  // Ring slots: with one slot, block 1's upload waits for block 0's compute (1.6), so 2.1 to 3.1;
+  // with two, it overlaps: up 0.6-1.1, computes 1.6-2.6.
+  PassRates s;
+  s.compute = {1, 1};
+  s.host = 0.1, s.up_one = 0.5, s.slots = 1;
+  EXPECT_DOUBLE_EQ(model_pass_seconds({0, 0}, s, 0), 3.1);
+  s.slots = 2;
+  EXPECT_DOUBLE_EQ(model_pass_seconds({0, 0}, s, 0), 2.6);
+  // Per-block compute times are used as given (a slow last block).
+  s.compute = {1, 5};
+  EXPECT_DOUBLE_EQ(model_pass_seconds({0, 0}, s, 0), 6.6);
+
+  // bench/step_model.py, OPT-13B two-way plans (planner masks; '.' streams), the resident step
+  // 0.516 s over 40 blocks, host 0.15 or 0.18 ns per weight, bf16 up at 50 GB/s, f32 at 40 GB/s
+  // each way (314,639,360 weights per block).
+  struct Case {
+    const char* mask;
+    double host;
+    std::vector<double> t;  // the model's pass for n = 0, 1, ...
+    int best;
+  };
+  const double blk = 314639360.0;
+  const std::vector<Case> cases = {
+      {"RR.R.RR.R.RR.R.RR.R.RR.R.RR.R.RR.R.RR.R.", 0.15,
+       {0.78062003839999983, 0.73342413439999987, 0.68622823039999992, 0.63903232639999996, 0.59183642240000001,
+        0.54464051840000005, 0.54998361600000045, 0.55564755200000049, 0.56131148800000041, 0.56697542400000034,
+        0.57263936000000026, 0.57830329600000019, 0.58396723200000011, 0.58963116800000004, 0.59529510399999996,
+        0.60662297599999981, 0.63808691199999978},
+       5},
+      {"RRR.RRR.RR.RRR.RRR.RR.RRR.RRR.RR.RRR.RR.", 0.18,
+       {0.64847150720000002, 0.59183642240000001, 0.53520133759999999, 0.51600000000000035, 0.51600000000000035,
+        0.51600000000000035, 0.51600000000000035, 0.51600000000000035, 0.51600000000000035, 0.51600000000000035,
+        0.51600000000000035, 0.54746393600000032},
+       3},
+  };
+  for (const Case& c : cases) {
+    std::vector<uint8_t> mask;
+    for (const char* p = c.mask; *p; p++) mask.push_back(*p == 'R');
+    PassRates q;
+    q.compute.assign(mask.size(), 0.516 / 40);
+    q.host = blk * c.host * 1e-9, q.up_one = blk * 2 / 50e9, q.up_two = q.down_two = blk * 4 / 40e9;
+    for (size_t n = 0; n < c.t.size(); n++)
+      EXPECT_NEAR(model_pass_seconds(mask, q, int(n)), c.t[n], 1e-12) << c.mask << " n " << n;
+    EXPECT_EQ(best_two_way(mask, q), c.best) << c.mask;
+  }
+}
+
 // The streaming engine's host step: the fused update and re-encode gives the bytes of
 // core/perturb.h's zo_update followed by core/wire.h's encoder (each tested against its own oracle).
 TEST(Residency, FusedHostUpdateAndEncodeMatchesTheTwoPasses) {

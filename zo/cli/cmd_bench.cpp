@@ -58,8 +58,8 @@ void add_bench(CLI::App& app, Runner& run) {
   tr->add_option("--gemm", t->gemm, "cuda: f32, tf32 or bf16 GEMMs")->capture_default_str();
   tr->add_option("--device-updates", t->device_updates,
                  "cuda with --gpu-mem: streamed blocks updated on the GPU and sent back as f32 (two-way), "
-                 "the others on the host (the same results either way); auto: balanced against the host's update "
-                 "time at each step")
+                 "the others on the host (the same results either way); auto: chosen at each step by a "
+                 "timing model of the pass fed with the last step's measured compute, host and link times")
       ->transform(CLI::Transformer(std::map<std::string, int>{{"auto", -1}}))
       ->capture_default_str();
   tr->add_option("--placement", t->placement,

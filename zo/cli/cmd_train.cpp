@@ -138,8 +138,9 @@ void add_train(CLI::App& app, Runner& run) {
                                       "the host's cores cannot regenerate every streamed weight's z within a step. "
                                       "Same losses and weights bit for bit whatever the split (a two-way block's forward still sees the "
                                       "wire's rounding). 0: all on the host (one-way); auto: chosen again at "
-                                      "each step so that the host's share of the updates takes as long as the link's "
-                                      "traffic (needs the f32 ring slots' device memory)")
+                                      "each step, the split whose step is the shortest by a timing model of the pass "
+                                      "fed with the last step's measured compute, host and link times (needs the f32 "
+                                      "ring slots' device memory)")
                             ->transform(CLI::Transformer(std::map<std::string, int>{{"auto", -1}}))
                             ->capture_default_str());
   opt("gemm", s->add_option("--gemm", c.gemm, "cuda: GEMM compute mode, f32, tf32 or bf16 (tensor cores)")
