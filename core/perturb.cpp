@@ -215,12 +215,6 @@ void fill_z(float* z, uint64_t seed, uint64_t tid, size_t begin, size_t n, Dist 
   chunked(n, [&](size_t off, size_t len) { fill_serial(z + off, seed, tid, begin + off, len, dist); });
 }
 
-void add_scaled(float* dst, const float* w, const float* z, float scale, size_t n) {
-  chunked(n, [&](size_t off, size_t len) {
-    for (size_t i = off; i < off + len; i++) dst[i] = w[i] + scale * z[i];
-  });
-}
-
 void perturb_range(float* dst, const float* w, float scale, uint64_t seed, uint64_t tid, size_t begin, size_t n,
                    Dist dist) {
   chunked(n, [&](size_t off, size_t len) {

@@ -17,10 +17,7 @@ using rng::Dist;
 // z[i] = Z(seed, tid, begin + i), i < n.
 void fill_z(float* z, uint64_t seed, uint64_t tid, size_t begin, size_t n, Dist dist);
 
-// dst[i] = w[i] + scale * z[i]  (a perturbed working copy: W + eps z or W - eps z)
-void add_scaled(float* dst, const float* w, const float* z, float scale, size_t n);
-
-// dst[i] = w[i] + scale * Z(seed, tid, begin + i): add_scaled with z made on the fly.
+// dst[i] = w[i] + scale * Z(seed, tid, begin + i): a perturbed working copy (W + eps z or W - eps z).
 void perturb_range(float* dst, const float* w, float scale, uint64_t seed, uint64_t tid, size_t begin, size_t n,
                    Dist dist);
 

@@ -138,7 +138,9 @@ struct GpuEngine::Impl {
   cudaStream_t down = nullptr;
   cudaEvent_t sent[2] = {};        // slot k's last send-back done (the slot may be overwritten)
   std::vector<cudaEvent_t> back;   // per block: its updated masters are on the host again
-  std::vector<cudaEvent_t> applied;  // per block: its pending update applied on the device
+  std::vector<cudaEvent_t> applied;  // per block: its pending update applied on the device (timed)
+  std::vector<long> applied_in;      // per block: the pass in which it was last applied
+  double est_dev_two = 0;            // seconds of device time a two-way block's update adds
   struct Pending {
     std::vector<UpdateTerm> terms;
     Dist dist = Dist::Gaussian;
@@ -253,10 +255,11 @@ struct GpuEngine::Impl {
         ZO_CUDA_CHECK(cudaStreamCreateWithFlags(&down, cudaStreamNonBlocking));
         back.assign(size_t(c0.n_layers), nullptr);
         applied.assign(size_t(c0.n_layers), nullptr);
+        applied_in.assign(size_t(c0.n_layers), -1);
         for (int l : streamed_ids)
           if (auto_two_way || two_way[size_t(l)]) {
             ZO_CUDA_CHECK(cudaEventCreateWithFlags(&back[size_t(l)], cudaEventDisableTiming));
-            ZO_CUDA_CHECK(cudaEventCreateWithFlags(&applied[size_t(l)], cudaEventDisableTiming));
+            ZO_CUDA_CHECK(cudaEventCreate(&applied[size_t(l)]));  // timed: auto's model charges it
           }
       }
       for (int k = 0; k < 2; k++) {
@@ -348,8 +351,9 @@ struct GpuEngine::Impl {
 
   // Auto two-way: returns n, how many of the first streamed blocks to update on the device: the n
   // whose pass is the shortest by residency.h's timing model (the device's compute per block, the
-  // host's update of a one-way block, one-way and two-way uploads, and the send-back of a two-way
-  // block, taken as long as its upload), so that resident compute counts as well as host and link.
+  // device time a two-way block's update adds, the host's update of a one-way block, one-way and
+  // two-way uploads, and the send-back of a two-way block, taken as long as its upload), so that
+  // resident compute counts as well as host and link.
   // Estimates are the last step's measurements (a two-way block's, until one is measured: a
   // one-way block's scaled to f32 and by the 1.35 the link lost with traffic both ways on an H100
   // machine); after the first choice, n moves half way to the new target each step, which damps
@@ -370,7 +374,7 @@ struct GpuEngine::Impl {
     const double two_b = est_two > 0 ? est_two : est_one * 4.0 / double(wire_size(wire)) * 1.35;
     PassRates r;
     r.compute = last_comp_s;
-    r.host = est_host, r.up_one = est_one, r.up_two = r.down_two = two_b;
+    r.host = est_host, r.up_one = est_one, r.up_two = r.down_two = two_b, r.dev_two = est_dev_two;
     std::vector<uint8_t> resident(bdev.size());
     for (size_t l = 0; l < bdev.size(); l++) resident[l] = bdev[l] != nullptr;
     const int target = std::clamp(best_two_way(resident, r), 0, S);
@@ -534,6 +538,7 @@ struct GpuEngine::Impl {
                           int(pend.terms.size()), pend.dist, pend.opt, pend.lr, p.decay ? pend.wd : 0.0f, pend.beta, st);
         }
         ZO_CUDA_CHECK(cudaEventRecord(applied[size_t(l)], st));
+        applied_in[size_t(l)] = pass_no;
         ZO_CUDA_CHECK(cudaStreamWaitEvent(down, applied[size_t(l)], 0));
         ZO_CUDA_CHECK(cudaMemcpyAsync(static_cast<float*>(host->arena()) + bb, wb, n * sizeof(float),
                                       cudaMemcpyDeviceToHost, down));
@@ -580,12 +585,23 @@ struct GpuEngine::Impl {
       st_.upload_seconds += ms * 1e-3;
       last_up_s[size_t(l)] = ms * 1e-3;
     }
+    double dev_two = 0;
+    int n_dev_two = 0;
     for (int l = 0; l < m.cfg.n_layers; l++) {
       float ms = 0;
       ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, comp_t0[size_t(l)], comp_t1[size_t(l)]));
       st_.block_compute_seconds += ms * 1e-3;
       last_comp_s[size_t(l)] = ms * 1e-3;
+      // A two-way block's compute began with its update: auto's model needs the two apart, since
+      // the split it weighs decides which blocks pay it.
+      if (!applied_in.empty() && applied_in[size_t(l)] == pass_no) {
+        float ups = 0;
+        ZO_CUDA_CHECK(cudaEventElapsedTime(&ups, comp_t0[size_t(l)], applied[size_t(l)]));
+        last_comp_s[size_t(l)] -= std::min(ms, ups) * 1e-3;
+        dev_two += ups * 1e-3, n_dev_two++;
+      }
     }
+    if (n_dev_two) est_dev_two = dev_two / n_dev_two;
     for (size_t k = 0; k + 1 < gemm_used; k += 2) {
       float ms = 0;
       ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, gemm_ev[k], gemm_ev[k + 1]));

@@ -111,7 +111,7 @@ double model_pass_seconds(const std::vector<uint8_t>& resident, const PassRates&
     const bool two = int(k) < n_two;
     const double slot_free = k >= size_t(r.slots) ? freed[k - size_t(r.slots)] : 0.0;
     link = std::max({host_end[k], link, slot_free}) + (two ? r.up_two : r.up_one);
-    dev = std::max(dev, link) + r.compute[l];
+    dev = std::max(dev, link) + r.compute[l] + (two ? r.dev_two : 0.0);
     if (two) down = std::max(down, dev) + r.down_two;
     freed.push_back(two ? down : dev);
     k++;
@@ -126,7 +126,7 @@ int best_two_way(const std::vector<uint8_t>& resident, const PassRates& r) {
   for (int n = 0; n <= S; n++) t[size_t(n)] = model_pass_seconds(resident, r, n);
   const double best = *std::min_element(t.begin(), t.end());
   int n = 0;
-  while (t[size_t(n)] > best * 1.005) n++;
+  while (n < S && t[size_t(n)] > best * 1.005) n++;
   return n;
 }
 

@@ -66,6 +66,7 @@ struct PassRates {
   double up_one = 0;            // upload of a one-way streamed block (wire dtype)
   double up_two = 0;            // upload of a two-way streamed block (f32 masters)
   double down_two = 0;          // a two-way block's updated masters sent back (f32)
+  double dev_two = 0;           // device time a two-way block's update adds to its compute
   int slots = 2;                // ring slots
 };
 
@@ -73,11 +74,13 @@ struct PassRates {
 // the blocks in order; the host updates the one-way streamed blocks in pass order from the pass's
 // start; a streamed block's upload waits for its host update (one-way), the previous upload, and
 // its ring slot (freed when the block `slots` streamed blocks earlier has computed, or for a
-// two-way one, has been sent back); its compute waits for its upload; a two-way block is sent back
-// after it computes. The first n_two streamed blocks (pass order) are two-way. Returns when the
-// last of the device, the link back and the host is done. (The engine starts a send-back as the
-// block's compute starts; the later start here stands in for what the model leaves out, since the
-// two-way runs measured on an H100 were slower than even this: bench/README.md, "Since run 6".)
+// two-way one, has been sent back); its compute waits for its upload (a two-way block's also
+// includes its update on the device, dev_two); a two-way block is sent back after it computes.
+// The first n_two streamed blocks (pass order) are two-way. Returns when the last of the device,
+// the link back and the host is done. Embeddings and head are left out (the same time whatever
+// the split). The engine starts a send-back once the block's update is applied; the later start here
+// stands in for what the model leaves out, since the two-way runs measured on an H100 were slower
+// than even this (bench/README.md, "Since run 6").
 double model_pass_seconds(const std::vector<uint8_t>& resident, const PassRates& r, int n_two);
 
 // The number of two-way blocks (0 .. streamed) whose modelled pass is the shortest; of those within

@@ -224,6 +224,14 @@ TEST(Residency, PassModelMatchesHandTimelinesAndTheStepModel) {
   EXPECT_DOUBLE_EQ(model_pass_seconds(rsrs, r, 1), 5.0);
   EXPECT_DOUBLE_EQ(model_pass_seconds(rsrs, r, 2), 6.0);
   EXPECT_EQ(best_two_way(rsrs, r), 1);
+  // The device time of a two-way block's own update (0.5 s) is charged to the two-way blocks only:
+  // n = 1: block 1 computes 2-3.5, back 3.5-4.5, block 3 computes 4.5-5.5; n = 2: block 3 up 2-4,
+  // computes 4.5-6, back 6-7.
+  r.dev_two = 0.5;
+  EXPECT_DOUBLE_EQ(model_pass_seconds(rsrs, r, 0), 7.5);
+  EXPECT_DOUBLE_EQ(model_pass_seconds(rsrs, r, 1), 5.5);
+  EXPECT_DOUBLE_EQ(model_pass_seconds(rsrs, r, 2), 7.0);
+  r.dev_two = 0;
   // A fast host: nothing goes two-way. A host slower than everything else: all of them.
   r.host = 0.1;
   EXPECT_EQ(best_two_way(rsrs, r), 0);

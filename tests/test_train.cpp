@@ -260,7 +260,15 @@ TEST(Spsa, ReplayReproducesTheFusedRunBitwise) {
     Model b = tiny("llama_gqa");
     Engine eb(b);
     Spsa sb(b, eb, o);
-    for (auto& r : log) sb.apply(r);
+    for (auto& r : log) {
+      // The fused run's losses saw the weights the log gives: recomputed on the replayed weights,
+      // with nothing pending (every update applied in a pass of its own), they are the same bits.
+      StepRecord again = sb.step(r.step, r.seeds, r.lr, plan);
+      EXPECT_EQ(again.loss_a, r.loss_a) << "optimizer " << int(c.opt) << " q " << c.q << " step " << r.step;
+      EXPECT_EQ(again.loss_b, r.loss_b) << "optimizer " << int(c.opt) << " q " << c.q << " step " << r.step;
+      EXPECT_EQ(again.g, r.g);
+      sb.apply(r);
+    }
     EXPECT_EQ(std::memcmp(m.arena(), b.arena(), m.bytes()), 0) << "optimizer " << int(c.opt) << " q " << c.q;
     Model base = tiny("llama_gqa");
     EXPECT_NE(std::memcmp(m.arena(), base.arena(), m.bytes()), 0) << "the run did not move the weights";

@@ -182,12 +182,17 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
       times_.forward += since(t1);
     };
     // Each direction's versions, two at a time, in one pass per parameter that also applies the
-    // parameter's pending update first (so a block's masters are read once per direction pair).
+    // parameter's pending update (the first pass); the masters' versions after them (one-sided
+    // SPSA), so that the update is fused there too. Each stream is independent of the others, so
+    // the order changes no result.
     std::fill(done.begin(), done.end(), 0);
-    for (size_t k = 0; k < S; k++) {
+    for (size_t kk = 0; kk < 2 * S; kk++) {
+      const size_t k = kk % S;
       if (done[k]) continue;
       int d = version_of(k);
-      if (d < 0 || !any) {  // the masters, updated first
+      const bool masters = d < 0 || !any;
+      if (masters != (kk >= S)) continue;
+      if (masters) {
         for (size_t i : ps) apply_pending(i);
         run(k, wm);
         done[k] = 1;

@@ -3,7 +3,7 @@
 // For each block, the working copies W + eps z and W - eps z are formed from the masters in two
 // buffers, every perturbed hidden stream of the step passes through the block, and the buffers are
 // reused for the next block: the masters are never perturbed in place (so +eps and -eps never
-// drift) and each block's weights are read once per step. The update of step t is "pending" until
+// drift) and each block's weights are read once per direction. The update of step t is "pending" until
 // the pass of step t+1 reaches each parameter, where it is applied in the same pass that makes the
 // parameter's working copies (update_and_perturb: the same element-wise arithmetic as a separate
 // pass, so the bits are the same); flush() applies it everywhere (before an evaluation, a save or
