@@ -56,6 +56,14 @@ def main():
     hdr = ["run", "blocks res/str/2-way", "s/step", "steady s/step", "tokens/s", "H2D GB/step", "D2H GB/step", "GB/s achieved", "GB/s pinned",
            "bound s", "step/bound", "compute/step", "host upd s", "host floor s", "GEMM TFLOP/s", "% cuBLAS", "in-GEMM % cuBLAS", "dev peak GiB", "dev used GiB",
            "host RSS GiB"]
+    # --device-updates auto: the split chosen at each update, the pass the model gave for it, and the
+    # passes measured (timed steps only; blocks alone in the model, the whole pass measured).
+    for r in runs:
+        st = r.get("device", {}).get("stats", {})
+        if st.get("two_way_chosen"):
+            fmt = lambda v: " ".join(f"{x:.3f}" for x in v)
+            print(f"{r['name']}: two-way chosen {st['two_way_chosen']}, model s {fmt(st.get('two_way_model_seconds', []))}, "
+                  f"measured pass s {fmt(st.get('pass_seconds_each', []))}")
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     for r in runs:

@@ -72,7 +72,10 @@ class CudaDevice final : public StepDevice {
             {"device_peak_bytes", s.device_peak_bytes},
             {"device_used_peak_bytes", s.device_used_peak_bytes},
             {"gemm_seconds", s.gemm_seconds},
-            {"gemm_flop", s.gemm_flop}};
+            {"gemm_flop", s.gemm_flop},
+            {"pass_seconds_each", s.pass_seconds_each},
+            {"two_way_chosen", s.two_way_chosen},
+            {"two_way_model_seconds", s.two_way_model_seconds}};
   }
   nlohmann::json plan() const override {
     const GpuEngine::Plan p = e_.plan();

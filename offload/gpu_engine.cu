@@ -378,7 +378,10 @@ struct GpuEngine::Impl {
     std::vector<uint8_t> resident(bdev.size());
     for (size_t l = 0; l < bdev.size(); l++) resident[l] = bdev[l] != nullptr;
     const int target = std::clamp(best_two_way(resident, r), 0, S);
-    return n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2;
+    const int n = n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2;
+    st_.two_way_chosen.push_back(n);
+    st_.two_way_model_seconds.push_back(model_pass_seconds(resident, r, n));
+    return n;
   }
   // The first n streamed blocks (in pass order) two-way, the others one-way (between steps: nothing
   // pending).
@@ -577,6 +580,7 @@ struct GpuEngine::Impl {
       check_wire_range(over != 0);
     }
     st_.pass_seconds += since(t0);
+    st_.pass_seconds_each.push_back(since(t0));
     st_.passes++;
     for (int l = 0; l < m.cfg.n_layers && n_streamed; l++) {
       if (bdev[size_t(l)]) continue;
