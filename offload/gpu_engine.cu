@@ -358,6 +358,7 @@ struct GpuEngine::Impl {
   // one-way block's scaled to f32 and by the 1.35 the link lost with traffic both ways on an H100
   // machine); after the first choice, n moves half way to the new target each step, which damps
   // the feedback (the host's rate changes with the link's traffic).
+  static constexpr size_t kHistory = 4096;  // per-pass and per-update figures kept in Stats (a long run's stay bounded)
   int retune() {
     const int S = n_streamed;
     double one = 0, two = 0;
@@ -379,8 +380,10 @@ struct GpuEngine::Impl {
     for (size_t l = 0; l < bdev.size(); l++) resident[l] = bdev[l] != nullptr;
     const int target = std::clamp(best_two_way(resident, r), 0, S);
     const int n = n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2;
-    st_.two_way_chosen.push_back(n);
-    st_.two_way_model_seconds.push_back(model_pass_seconds(resident, r, n));
+    if (st_.two_way_chosen.size() < kHistory) {
+      st_.two_way_chosen.push_back(n);
+      st_.two_way_model_seconds.push_back(model_pass_seconds(resident, r, n));
+    }
     return n;
   }
   // The first n streamed blocks (in pass order) two-way, the others one-way (between steps: nothing
@@ -580,7 +583,7 @@ struct GpuEngine::Impl {
       check_wire_range(over != 0);
     }
     st_.pass_seconds += since(t0);
-    st_.pass_seconds_each.push_back(since(t0));
+    if (st_.pass_seconds_each.size() < kHistory) st_.pass_seconds_each.push_back(since(t0));
     st_.passes++;
     for (int l = 0; l < m.cfg.n_layers && n_streamed; l++) {
       if (bdev[size_t(l)]) continue;

@@ -70,9 +70,10 @@ class GpuEngine {
     size_t device_used_peak_bytes = 0;  // peak of the whole device's memory in use (context included)
     double gemm_seconds = 0;  // the compute stream inside cuBLAS calls (bias seeding included; CUDA events)
     double gemm_flop = 0;     // 2 M N K summed over those calls
-    std::vector<double> pass_seconds_each;  // each pass's wall time, in order
+    std::vector<double> pass_seconds_each;  // each pass's wall time, in order (the first 4096 since a reset)
     // --device-updates auto, at each update: the two-way blocks chosen, and the pass the timing
-    // model gave for that choice with the rates measured in the step before (blocks only).
+    // model gave for that choice with the rates measured in the step before (blocks only; the
+    // first 4096 since a reset).
     std::vector<int> two_way_chosen;
     std::vector<double> two_way_model_seconds;
   };
