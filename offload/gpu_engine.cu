@@ -135,6 +135,8 @@ struct GpuEngine::Impl {
   int last_host_blocks = 0;
   std::vector<double> last_up_s;   // per block: its upload's busy time in the last pass
   std::vector<double> last_comp_s;  // per block: its compute in the last pass (every version)
+  std::vector<uint8_t> resident_mask;  // per block: resident (bdev set), for auto's timing model
+  PassRates rates;                     // auto's model inputs, refilled at each update
   cudaStream_t down = nullptr;
   cudaEvent_t sent[2] = {};        // slot k's last send-back done (the slot may be overwritten)
   std::vector<cudaEvent_t> back;   // per block: its updated masters are on the host again
@@ -288,6 +290,8 @@ struct GpuEngine::Impl {
     comp_t0.resize(size_t(c0.n_layers));
     comp_t1.resize(size_t(c0.n_layers));
     last_comp_s.assign(size_t(c0.n_layers), 0.0);
+    for (float* b : bdev) resident_mask.push_back(b != nullptr);
+    reserve_history();
     for (int l = 0; l < c0.n_layers; l++) {
       ZO_CUDA_CHECK(cudaEventCreate(&comp_t0[size_t(l)]));
       ZO_CUDA_CHECK(cudaEventCreate(&comp_t1[size_t(l)]));
@@ -359,6 +363,11 @@ struct GpuEngine::Impl {
   // machine); after the first choice, n moves half way to the new target each step, which damps
   // the feedback (the host's rate changes with the link's traffic).
   static constexpr size_t kHistory = 4096;  // per-pass and per-update figures kept in Stats (a long run's stay bounded)
+  void reserve_history() {  // so that recording them allocates nothing in the step loop
+    st_.pass_seconds_each.reserve(kHistory);
+    st_.two_way_chosen.reserve(kHistory);
+    st_.two_way_model_seconds.reserve(kHistory);
+  }
   int retune() {
     const int S = n_streamed;
     double one = 0, two = 0;
@@ -373,16 +382,14 @@ struct GpuEngine::Impl {
     if (last_host_blocks > 0) est_host = last_update_s / last_host_blocks;
     if (est_host <= 0 || est_one <= 0) return n_two_way;  // the host not measured yet: stay one-way
     const double two_b = est_two > 0 ? est_two : est_one * 4.0 / double(wire_size(wire)) * 1.35;
-    PassRates r;
-    r.compute = last_comp_s;
+    PassRates& r = rates;  // (a member: its vector keeps its capacity from step to step)
+    r.compute.assign(last_comp_s.begin(), last_comp_s.end());
     r.host = est_host, r.up_one = est_one, r.up_two = r.down_two = two_b, r.dev_two = est_dev_two;
-    std::vector<uint8_t> resident(bdev.size());
-    for (size_t l = 0; l < bdev.size(); l++) resident[l] = bdev[l] != nullptr;
-    const int target = std::clamp(best_two_way(resident, r), 0, S);
+    const int target = std::clamp(best_two_way(resident_mask, r), 0, S);
     const int n = n_two == 0 && n_two_way == 0 ? target : (n_two_way + target + (target > n_two_way ? 1 : 0)) / 2;
     if (st_.two_way_chosen.size() < kHistory) {
       st_.two_way_chosen.push_back(n);
-      st_.two_way_model_seconds.push_back(model_pass_seconds(resident, r, n));
+      st_.two_way_model_seconds.push_back(model_pass_seconds(resident_mask, r, n));
     }
     return n;
   }
@@ -728,6 +735,7 @@ void GpuEngine::reset_stats() {
   if (I.updater.joinable()) I.updater.join();
   const size_t peak = I.st_.device_peak_bytes, used = I.st_.device_used_peak_bytes;
   I.st_ = Stats();
+  I.reserve_history();
   I.st_.device_peak_bytes = peak;
   I.st_.device_used_peak_bytes = used;
   I.host_update_s = 0;

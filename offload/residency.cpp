@@ -91,29 +91,24 @@ ResidencyPlan plan_residency(const Model& m, size_t gpu_mem, size_t reserve, Wir
 }
 
 double model_pass_seconds(const std::vector<uint8_t>& resident, const PassRates& r, int n_two) {
-  ZO_CHECK(r.compute.size() == resident.size() && r.slots >= 1,
+  constexpr int kMaxSlots = 8;  // (the engine has two; no allocation: auto calls this at every step)
+  ZO_CHECK(r.compute.size() == resident.size() && r.slots >= 1 && r.slots <= kMaxSlots,
            "model_pass_seconds: {} compute times for {} blocks, {} slots", r.compute.size(), resident.size(), r.slots);
-  std::vector<double> host_end, freed;  // per streamed block: its host update done; its slot free again
-  double host = 0;
-  for (uint8_t res : resident) {
-    if (res) continue;
-    const bool two = int(host_end.size()) < n_two;
-    if (!two) host += r.host;
-    host_end.push_back(two ? 0.0 : host);
-  }
-  double dev = 0, link = 0, down = 0;
-  size_t k = 0;
+  double freed[kMaxSlots] = {};  // when each ring slot is free again (streamed block k uses slot k % slots)
+  double dev = 0, link = 0, down = 0, host = 0;
+  int k = 0;
   for (size_t l = 0; l < resident.size(); l++) {
     if (resident[l]) {
       dev += r.compute[l];
       continue;
     }
-    const bool two = int(k) < n_two;
-    const double slot_free = k >= size_t(r.slots) ? freed[k - size_t(r.slots)] : 0.0;
-    link = std::max({host_end[k], link, slot_free}) + (two ? r.up_two : r.up_one);
+    const bool two = k < n_two;
+    if (!two) host += r.host;  // the host updates the one-way blocks in pass order from the start
+    double& slot = freed[k % r.slots];
+    link = std::max({two ? 0.0 : host, link, slot}) + (two ? r.up_two : r.up_one);
     dev = std::max(dev, link) + r.compute[l] + (two ? r.dev_two : 0.0);
     if (two) down = std::max(down, dev) + r.down_two;
-    freed.push_back(two ? down : dev);
+    slot = two ? down : dev;
     k++;
   }
   return std::max({dev, down, host});
@@ -122,11 +117,10 @@ double model_pass_seconds(const std::vector<uint8_t>& resident, const PassRates&
 int best_two_way(const std::vector<uint8_t>& resident, const PassRates& r) {
   int S = 0;
   for (uint8_t res : resident) S += res ? 0 : 1;
-  std::vector<double> t(size_t(S) + 1);
-  for (int n = 0; n <= S; n++) t[size_t(n)] = model_pass_seconds(resident, r, n);
-  const double best = *std::min_element(t.begin(), t.end());
+  double best = model_pass_seconds(resident, r, 0);
+  for (int n = 1; n <= S; n++) best = std::min(best, model_pass_seconds(resident, r, n));
   int n = 0;
-  while (n < S && t[size_t(n)] > best * 1.005) n++;
+  while (n < S && model_pass_seconds(resident, r, n) > best * 1.005) n++;
   return n;
 }
 

@@ -227,7 +227,6 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
         done[ks[v]] = 1;
       }
     }
-    for (size_t i : ps) apply_pending(i);  // none left unless no version passed here (kept for safety)
     m_.release_block(l, dirty);
   }
 
