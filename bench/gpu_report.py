@@ -7,7 +7,7 @@ Per run: seconds per step (the mean over the timed steps, with the last step's h
 for, and the steady step: the mean after the first timed step, without that wait), tokens/s,
 bytes over PCIe per step and the rates (achieved while busy,
 and pinned host-to-device measured in the same process), and for an offloaded run the bound
-max(resident step time of the same shape, bytes / measured rate) and its steady step over that bound
+max(resident step time of the same shape and tokens per step, bytes / measured rate) and its steady step over that bound
 (the issue's target: <= 1.10; a training run of many steps pays the last host update once, so the
 steady step is its step time). GEMM: the step's GEMM FLOPs over its time against cuBLAS's rate on
 the model's largest GEMM in the same run, for the whole step and for the GEMM calls alone (CUDA events
@@ -45,14 +45,16 @@ def main():
     if att:  # OPT-13B's attention for one block and version, per way of loading the key/value tiles
         print("attention tile loads, ms: " + ", ".join(f"{k} {v:.3f}" for k, v in att.items()))
     print()
-    # The bound's compute time: the resident run of the same shape and direction distribution, else of
-    # the same shape.
+    # The bound's compute time: the resident run of the same shape, tokens per step and direction
+    # distribution, else of the same shape and tokens per step (never of another workload: a step of
+    # 16 x 1024 tokens is bounded by the resident step at 16 x 1024); with none, the link bound alone.
     steady = lambda r: r.get("steady_seconds_per_step", r["seconds_per_step"])
+    work = lambda r: (r["shape"], r.get("packed_tokens_per_step"))
     resident = {}
     for r in runs:
         if "seconds_per_step" in r and r.get("device", {}).get("plan", {}).get("streamed_blocks", 1) == 0:
-            resident[(r["shape"], r.get("dist", "gaussian"))] = steady(r)
-            resident.setdefault(r["shape"], steady(r))
+            resident[work(r) + (r.get("dist", "gaussian"),)] = steady(r)
+            resident.setdefault(work(r), steady(r))
     hdr = ["run", "blocks res/str/2-way", "s/step", "steady s/step", "tokens/s", "H2D GB/step", "D2H GB/step", "GB/s achieved", "GB/s pinned",
            "bound s", "step/bound", "compute/step", "host upd s", "host floor s", "GEMM TFLOP/s", "% cuBLAS", "in-GEMM % cuBLAS", "dev peak GiB", "dev used GiB",
            "host RSS GiB"]
@@ -78,7 +80,7 @@ def main():
         bound, ratio = "-", "-"
         if pl.get("streamed_blocks", 0) > 0:
             rb = ln.get("h2d_bound_seconds_per_step", 0)
-            b = max(resident.get((r["shape"], r.get("dist", "gaussian")), resident.get(r["shape"], 0)), rb)
+            b = max(resident.get(work(r) + (r.get("dist", "gaussian"),), resident.get(work(r), 0)), rb)
             bound = f"{b:.3f}"
             ratio = f"{steady(r) / b:.2f}" if b > 0 else "-"
         hf = d.get("host_floor")  # max(f32 masters read + written, z made) at the host's measured rates

@@ -66,14 +66,20 @@ TEST(GpuReport, BoundsAndRatiosFollowTheIssuesFormula) {
     const char* bound;
     const char* ratio;
   };
-  // bound = max(the steady step of the resident run of the same shape (and distribution, else any),
-  // H2D bytes / pinned rate); ratio = the run's steady step (else its mean) over it.
+  // bound = max(the steady step of the resident run of the same shape and tokens per step (and
+  // distribution, else any), H2D bytes / pinned rate); ratio = the run's steady step (else its mean)
+  // over it.
   for (Want w : std::vector<Want>{
            {"opt-13b offload bf16 42G", "0.500", "1.08"},    // 0.54 / max(0.50, 0.11)
            {"opt-13b offload bf16 6700M", "0.800", "2.50"},  // 2.00 / max(0.50, 0.80): link-bound
            {"opt-13b offload rademacher", "0.500", "2.00"},  // no Rademacher resident run: the shape's
            {"opt-13b offload bf16 36G auto", "0.500", "1.10"},
            {"opt-1.3b offload bf16 6G", "0.080", "1.15"},    // one timed step: means, 0.092 / 0.080
+           // Another workload: the resident run of the same tokens per step (3.15 / max(3.0, 0.8)); with
+           // none (512 tokens), the link bound alone, never the 128-token resident step.
+           {"opt-13b offload bf16 6700M 1024 tokens", "3.000", "1.05"},
+           {"opt-13b offload bf16 6700M 512 tokens", "0.800", "3.00"},
+           {"opt-13b resident 1024 tokens", "-", "-"},
            {"opt-13b resident", "-", "-"}}) {
     const auto c = row(ls, w.name);
     ASSERT_GE(c.size(), 11u) << w.name;
