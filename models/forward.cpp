@@ -385,6 +385,52 @@ std::vector<double> Engine::target_logprobs(const float* x, const std::vector<in
   return out;
 }
 
+std::vector<double> Engine::target_logits(const float* x, const std::vector<int32_t>& rows,
+                                          const std::vector<int32_t>& ids) {
+  ZO_CHECK(rows.size() == ids.size(), "target_logits: {} rows but {} ids", rows.size(), ids.size());
+  const ModelConfig& c = m_.cfg;
+  const int V = c.vocab_size, Ce = c.embed_dim;
+  for (int32_t id : ids) ZO_CHECK(id >= 0 && id < V, "target id {} out of range [0, {})", id, V);
+  std::vector<int32_t> urow(rows), uid(ids);
+  std::sort(urow.begin(), urow.end());
+  urow.erase(std::unique(urow.begin(), urow.end()), urow.end());
+  std::sort(uid.begin(), uid.end());
+  uid.erase(std::unique(uid.begin(), uid.end()), uid.end());
+  // The head rows of the ids, once each: [uid.size(), Ce].
+  const Param& W = m_.global(kLmHead) ? *m_.global(kLmHead) : *m_.global(kEmbed);  // tied: embeddings
+  const float* f = fill_ ? nullptr : m_.f32_ptr(W);
+  std::vector<float>& hw = ws_.gscratch;
+  hw.resize(uid.size() * size_t(Ce));
+  for (size_t u = 0; u < uid.size(); u++) {
+    const size_t at = size_t(uid[u]) * Ce;
+    float* dst = hw.data() + u * Ce;
+    if (fill_)
+      (*fill_)(W, at, size_t(Ce), dst);
+    else if (f)
+      std::memcpy(dst, f + at, sizeof(float) * size_t(Ce));
+    else
+      convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + W.offset + at, dst, size_t(Ce));
+  }
+  std::vector<double> out(rows.size());
+  constexpr int kChunk = 128;
+  const int n = int(urow.size());
+  for (int r0 = 0; r0 < n; r0 += kChunk) {
+    const int R = std::min(kChunk, n - r0);
+    ws_.head_h.resize(size_t(R) * (c.hidden + c.embed_dim));
+    final_hidden(x, urow.data() + r0, R, ws_.head_h.data());
+    for (size_t i = 0; i < rows.size(); i++) {
+      auto it = std::lower_bound(urow.begin() + r0, urow.begin() + r0 + R, rows[i]);
+      if (it == urow.begin() + r0 + R || *it != rows[i]) continue;
+      const float* h = ws_.head_h.data() + size_t(it - (urow.begin() + r0)) * Ce;
+      const float* w = hw.data() + size_t(std::lower_bound(uid.begin(), uid.end(), ids[i]) - uid.begin()) * Ce;
+      double acc = 0;  // in double: one dot product per target, so its cost does not matter
+      for (int k = 0; k < Ce; k++) acc += double(h[k]) * double(w[k]);
+      out[i] = acc;
+    }
+  }
+  return out;
+}
+
 void Engine::logits(const float* x, const std::vector<int32_t>& rows, float* out) {
   const ModelConfig& c = m_.cfg;
   constexpr int kChunk = 256;

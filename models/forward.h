@@ -85,6 +85,12 @@ class Engine {
   // a row is computed once however many targets share it. Only these rows reach the vocabulary.
   std::vector<double> target_logprobs(const float* x, const std::vector<int32_t>& rows,
                                       const std::vector<int32_t>& ids);
+  // The logit of ids[i] at rows[i], not normalized: no log-sum-exp over the vocabulary, and only the
+  // head rows of the ids are read (made, under a fill: a perturbed head costs Ce values per id, not
+  // V x Ce). For a loss that a constant added to all of one row's values leaves unchanged (MeZO's
+  // cross-entropy over single-token candidates read at one row), it replaces target_logprobs.
+  std::vector<double> target_logits(const float* x, const std::vector<int32_t>& rows,
+                                    const std::vector<int32_t>& ids);
   // Full logits [rows.size(), V] at the given rows.
   void logits(const float* x, const std::vector<int32_t>& rows, float* out);
 

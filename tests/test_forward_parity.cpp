@@ -62,6 +62,24 @@ TEST_P(Parity, LogitsLossScoresGreedy) {
       max_err = std::max(max_err, double(std::fabs(got[size_t(row_of[size_t(i)]) * V + v] - want[size_t(i) * V + v])));
   }
   EXPECT_LT(max_err, 1e-4) << variant << ": max |logit - transformers| = " << max_err;
+  // 1b. the same logits one at a time (target_logits: the head rows of the ids only), at every real
+  // position for its label and for a few ids spread over the vocabulary
+  {
+    std::vector<int32_t> trow, tid;
+    std::vector<float> tw;
+    for (int i = 0; i < B * T; i++) {
+      if (row_of[size_t(i)] < 0) continue;
+      for (int v : {int(labels[size_t(i)] < 0 ? 0 : labels[size_t(i)]), 1, V / 2, V - 1, (i * 37) % V}) {
+        trow.push_back(row_of[size_t(i)]);
+        tid.push_back(v);
+        tw.push_back(want[size_t(i) * V + size_t(v)]);
+      }
+    }
+    auto lg = e.target_logits(e.hidden(), trow, tid);
+    double err = 0;
+    for (size_t k = 0; k < lg.size(); k++) err = std::max(err, std::fabs(lg[k] - double(tw[k])));
+    EXPECT_LT(err, 1e-4) << variant << ": max |target logit - transformers| = " << err;
+  }
 
   // 2. loss over the labelled targets (HF shifts: position t predicts label t+1)
   std::vector<int32_t> trow, tid;

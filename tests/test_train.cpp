@@ -51,7 +51,8 @@ LossPlan cls_plan(const std::vector<std::vector<int32_t>>& prompts, const std::v
 double plain_loss(const Model& m, const LossPlan& p) {
   Engine e(m);
   e.forward(p.batch, nullptr, p.keep.empty() ? nullptr : &p.keep);
-  return p.loss(e.target_logprobs(e.hidden(), p.rows, p.ids));
+  return p.loss(p.row_shift_invariant ? e.target_logits(e.hidden(), p.rows, p.ids)
+                                       : e.target_logprobs(e.hidden(), p.rows, p.ids));
 }
 
 // W <- W + scale * z(seed) for every parameter (the explicit, in-place MeZO way).
@@ -146,8 +147,12 @@ TEST_P(DualForward, BitwiseEqualToExplicitlyPerturbedCopies) {
   const float eps = 1e-2f;
   const uint64_t seed = 1234567;
   std::vector<std::vector<int32_t>> seqs = {{5, 17, 99, 3, 8, 201, 44}, {9, 9, 10, 11}, {100, 2, 3, 4, 5, 6, 7, 8, 9}};
-  for (int kind = 0; kind < 2; kind++) {
-    LossPlan plan = kind == 0 ? lm_plan(seqs) : cls_plan(seqs, {{3}, {7, 8}}, {1, 0, 1});
+  // kind 2: single-token candidates, whose loss reads the perturbed head at the candidates' rows only.
+  for (int kind = 0; kind < 3; kind++) {
+    LossPlan plan = kind == 0   ? lm_plan(seqs)
+                    : kind == 1 ? cls_plan(seqs, {{3}, {7, 8}}, {1, 0, 1})
+                                : cls_plan(seqs, {{3}, {7}, {150}}, {1, 0, 2});
+    EXPECT_EQ(plan.row_shift_invariant, kind == 2);
     auto L = s.losses({seed}, {0, 0, -1}, {eps, -eps, 0.0f}, plan);
     Model mp = tiny(GetParam()), mm = tiny(GetParam());
     perturb_all(mp, seed, eps);
@@ -297,6 +302,33 @@ TEST(Spsa, NonFiniteLossSkipsTheStep) {
 }
 
 // A tiny task: make the model prefer one continuation. The loss must fall well below its start.
+// Single-token candidates: cross-entropy and accuracy read logits (the row's log-sum-exp cancels),
+// and give the values of the same loss over log-probabilities, the path checked against transformers
+// (test_forward_parity); nll and multi-token candidates keep the log-probabilities.
+TEST(Objective, SingleTokenCandidatesReadLogitsForTheSameLoss) {
+  for (const char* variant : {"opt_pre_ln", "llama_gqa", "qwen2_bias"}) {
+    Model m = tiny(variant);
+    Engine e(m);
+    std::vector<std::vector<int32_t>> prompts = {{5, 17, 99, 3, 8}, {9, 9, 10, 11}, {100, 2, 3, 4, 5, 6}};
+    std::vector<const std::vector<int32_t>*> ps;
+    for (auto& p : prompts) ps.push_back(&p);
+    for (const char* obj : {"ce", "accuracy", "nll"}) {
+      for (int multi = 0; multi < 2; multi++) {
+        auto cands = multi ? std::vector<std::vector<int32_t>>{{3}, {7, 8}} : std::vector<std::vector<int32_t>>{{3}, {7}};
+        LossPlan p = classification_loss_plan(ps, {1, 0, 1}, cands, obj);
+        EXPECT_EQ(p.row_shift_invariant, !multi && std::string(obj) != "nll") << variant << " " << obj << " " << multi;
+        e.forward(p.batch, nullptr, &p.keep);
+        const auto lp = e.target_logprobs(e.hidden(), p.rows, p.ids);
+        const double want = p.loss(lp);
+        if (!p.row_shift_invariant) continue;
+        const auto lg = e.target_logits(e.hidden(), p.rows, p.ids);
+        EXPECT_NEAR(p.loss(lg), want, 1e-6 * (1 + std::fabs(want))) << variant << " " << obj;
+        for (size_t i = 0; i < lp.size(); i++) EXPECT_GT(lg[i], lp[i]) << "logits, not log-probabilities";
+      }
+    }
+  }
+}
+
 TEST(Spsa, TinyTaskConverges) {
   Model m = tiny("llama_gqa");
   Engine e(m);

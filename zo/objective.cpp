@@ -36,6 +36,11 @@ LossPlan classification_loss_plan(const std::vector<const std::vector<int32_t>*>
   p.keep = cp->keep;
   p.rows = cp->rows;
   p.ids = cp->ids;
+  // Single-token candidates are all read at their prompt's last row, so a row's log-sum-exp shifts
+  // every score of that prompt alike: cross-entropy and accuracy over them ignore it (nll does not).
+  bool single = true;
+  for (size_t len : cp->cand_len) single = single && len == 1;
+  p.row_shift_invariant = single && objective != "nll";
   p.loss = [cp, labels, objective](const std::vector<double>& lp) {
     auto sc = plan_scores(*cp, lp);
     double s = 0;

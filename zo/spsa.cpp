@@ -234,7 +234,8 @@ std::vector<double> Spsa::losses(const std::vector<uint64_t>& seeds, const std::
   auto t3 = Clock::now();
   for (size_t k = 0; k < S; k++) {
     e_.set_global_fill(&fills[k]);
-    out[k] = plan.loss(e_.target_logprobs(streams_[k].data(), plan.rows, plan.ids));
+    out[k] = plan.loss(plan.row_shift_invariant ? e_.target_logits(streams_[k].data(), plan.rows, plan.ids)
+                                                : e_.target_logprobs(streams_[k].data(), plan.rows, plan.ids));
   }
   e_.set_global_fill(nullptr);
   times_.head += since(t3);

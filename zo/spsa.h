@@ -41,6 +41,11 @@ struct LossPlan {
   std::vector<int32_t> keep;   // keep_from for the last block (empty: all rows)
   std::vector<int32_t> rows, ids;
   std::function<double(const std::vector<double>& logprobs)> loss;
+  // loss is unchanged when a constant is added to every value read at one row (every target of a row
+  // is a candidate for the same position: cross-entropy or accuracy over single-token candidates).
+  // It is then given the targets' logits (Engine::target_logits), not their log-probabilities: the
+  // log-sum-exp over the vocabulary cancels, so a perturbed head is made for the targets' rows only.
+  bool row_shift_invariant = false;
 };
 
 // Timings of the work of the steps so far (seconds).
