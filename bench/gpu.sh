@@ -296,6 +296,8 @@ RUNS=(  # name | shape | timed steps | flags [| tokens per sequence, default 128
   # Every block streamed, one-way, at 16 x 1024 tokens: the host's update (1.9-2.2 s for OPT-13B,
   # whatever the tokens) now hides under the step's compute (about 3-3.7 s), where at 16 x 128 it is
   # 4x the compute. The model: 1.02x its own resident step (entry 28, the bound), the same bytes.
+  # --gpu-mem 6700M keeps every block streamed; the activations (about 6.7 GB at 16 x 1024, sized per
+  # token beyond the 1 GiB --gpu-reserve) put the device near 13 GiB: the 8 GB target is entry 2's.
   "opt-13b resident 1024 tokens|opt-13b|3||1024"
   "opt-13b offload bf16 6700M 1024 tokens|opt-13b|4|--gpu-mem 6700M --wire-dtype bf16|1024"
 )

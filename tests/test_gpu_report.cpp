@@ -76,9 +76,9 @@ TEST(GpuReport, BoundsAndRatiosFollowTheIssuesFormula) {
            {"opt-13b offload bf16 36G auto", "0.500", "1.10"},
            {"opt-1.3b offload bf16 6G", "0.080", "1.15"},    // one timed step: means, 0.092 / 0.080
            // Another workload: the resident run of the same tokens per step (3.15 / max(3.0, 0.8)); with
-           // none (512 tokens), the link bound alone, never the 128-token resident step.
+           // none (512 tokens), the link bound alone (2.4 / 0.3), never the 128-token resident step (0.5).
            {"opt-13b offload bf16 6700M 1024 tokens", "3.000", "1.05"},
-           {"opt-13b offload bf16 6700M 512 tokens", "0.800", "3.00"},
+           {"opt-13b offload bf16 6700M 512 tokens", "0.300", "8.00"},
            {"opt-13b resident 1024 tokens", "-", "-"},
            {"opt-13b resident", "-", "-"}}) {
     const auto c = row(ls, w.name);
