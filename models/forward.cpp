@@ -326,11 +326,25 @@ void Engine::final_hidden(const float* x, const int32_t* rows, int R, float* out
   if (c.has_projection()) linear(out, g, global_f32(kProjOut), nullptr, R, c.embed_dim, C);
 }
 
+const Param& Engine::head_weight() const {
+  return m_.global(kLmHead) ? *m_.global(kLmHead) : *m_.global(kEmbed);  // tied: the embeddings
+}
+
+void Engine::head_rows(size_t v0, size_t nv, float* dst) {
+  const Param& W = head_weight();
+  const size_t Ce = size_t(m_.cfg.embed_dim), at = v0 * Ce;
+  if (fill_)
+    (*fill_)(W, at, nv * Ce, dst);
+  else if (const float* f = m_.f32_ptr(W))
+    std::memcpy(dst, f + at, sizeof(float) * nv * Ce);
+  else
+    convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + W.offset + at, dst, nv * Ce);
+}
+
 void Engine::head_chunk(const float* hf, int R, float* logits) {
   const ModelConfig& c = m_.cfg;
   const int V = c.vocab_size, Ce = c.embed_dim;
-  const Param& W = m_.global(kLmHead) ? *m_.global(kLmHead) : *m_.global(kEmbed);  // tied: embeddings
-  const float* f = fill_ ? nullptr : m_.f32_ptr(W);
+  const float* f = fill_ ? nullptr : m_.f32_ptr(head_weight());
   if (f) {
     // logits[R, V] = hf[R, Ce] @ W[V, Ce]^T
     linear(logits, hf, f, nullptr, R, V, Ce);
@@ -343,11 +357,7 @@ void Engine::head_chunk(const float* hf, int R, float* logits) {
   tmp.resize(size_t(R) * kSlab);
   for (int v0 = 0; v0 < V; v0 += kSlab) {
     int nv = std::min(kSlab, V - v0);
-    if (fill_)
-      (*fill_)(W, size_t(v0) * Ce, size_t(nv) * Ce, ws_.gscratch.data());
-    else
-      convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + W.offset + size_t(v0) * Ce,
-                     ws_.gscratch.data(), size_t(nv) * Ce);
+    head_rows(size_t(v0), size_t(nv), ws_.gscratch.data());
     linear(tmp.data(), hf, ws_.gscratch.data(), nullptr, R, nv, Ce);
     for (int r = 0; r < R; r++)
       std::memcpy(logits + size_t(r) * V + v0, tmp.data() + size_t(r) * nv, sizeof(float) * nv);
@@ -397,20 +407,9 @@ std::vector<double> Engine::target_logits(const float* x, const std::vector<int3
   std::sort(uid.begin(), uid.end());
   uid.erase(std::unique(uid.begin(), uid.end()), uid.end());
   // The head rows of the ids, once each: [uid.size(), Ce].
-  const Param& W = m_.global(kLmHead) ? *m_.global(kLmHead) : *m_.global(kEmbed);  // tied: embeddings
-  const float* f = fill_ ? nullptr : m_.f32_ptr(W);
   std::vector<float>& hw = ws_.gscratch;
   hw.resize(uid.size() * size_t(Ce));
-  for (size_t u = 0; u < uid.size(); u++) {
-    const size_t at = size_t(uid[u]) * Ce;
-    float* dst = hw.data() + u * Ce;
-    if (fill_)
-      (*fill_)(W, at, size_t(Ce), dst);
-    else if (f)
-      std::memcpy(dst, f + at, sizeof(float) * size_t(Ce));
-    else
-      convert_to_f32(m_.storage, static_cast<const uint16_t*>(m_.arena()) + W.offset + at, dst, size_t(Ce));
-  }
+  for (size_t u = 0; u < uid.size(); u++) head_rows(size_t(uid[u]), 1, hw.data() + u * Ce);
   std::vector<double> out(rows.size());
   constexpr int kChunk = 128;
   const int n = int(urow.size());

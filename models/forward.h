@@ -105,6 +105,8 @@ class Engine {
   void attn_output_and_ffn(const BlockView& w, float* x, const float* att, int M);
   void final_hidden(const float* x, const int32_t* rows, int R, float* out);  // out[R, Ce]
   void head_chunk(const float* hf, int R, float* logits);                     // logits[R, V]
+  const Param& head_weight() const;                                            // lm_head, or the tied embeddings
+  void head_rows(size_t v0, size_t nv, float* dst);  // head rows v0 .. v0+nv-1 in f32 (filled, copied or widened)
   const float* global_f32(GlobalRole r);                                       // f32 view of a global
 
   const Model& m_;

@@ -191,8 +191,9 @@ TEST(Residency, PlansNeverExceedTheBudgetAndKeepAsManyBlocksAsFit) {
         EXPECT_EQ(seen, rule == Placement::First ? R : S);
       }
       // With two-way blocks (f32 ring slots: a larger minimum) Auto spreads them.
-      if (budget > base + two_way)
+      if (budget > base + two_way) {
         EXPECT_EQ(plan_residency(m, budget, reserve, w, true).placement, Placement::Spread);
+      }
       if (p.streamed_blocks > 0) {
         // One more resident block (streaming buffers still needed unless it was the last) exceeds.
         const bool last = p.streamed_blocks == 1;
