@@ -68,6 +68,7 @@ class CudaDevice final : public StepDevice {
             {"block_compute_seconds", s.block_compute_seconds},
             {"pass_seconds", s.pass_seconds},
             {"host_update_seconds", s.host_update_seconds},
+            {"host_updated_weights", s.host_updated_weights},
             {"host_wait_seconds", s.host_wait_seconds},
             {"device_peak_bytes", s.device_peak_bytes},
             {"device_used_peak_bytes", s.device_used_peak_bytes},

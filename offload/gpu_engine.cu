@@ -111,6 +111,7 @@ struct GpuEngine::Impl {
   size_t free_at_start = 0;
   std::atomic<bool> encode_overflow{false};
   double host_update_s = 0;        // written by the updater, read after join
+  size_t host_updated_n = 0;       // weights the updater updated, summed over its updates (likewise)
   std::vector<float> host_mom;     // momentum of streamed parameters only (host)
   std::vector<size_t> host_mom_off;  // per parameter: its offset in host_mom
   std::thread updater;             // host updates of streamed blocks, overlapped with the next step
@@ -133,6 +134,7 @@ struct GpuEngine::Impl {
   double est_host = 0, est_one = 0, est_two = 0;  // seconds per block (0: not measured yet)
   double last_update_s = 0;        // the last updater's wall time, and how many blocks it updated
   int last_host_blocks = 0;
+  int last_pass_applied = 0;       // two-way blocks whose update the last pass applied and sent back
   std::vector<double> last_up_s;   // per block: its upload's busy time in the last pass
   std::vector<double> last_comp_s;  // per block: its compute in the last pass (every version)
   std::vector<uint8_t> resident_mask;  // per block: resident (bdev set), for auto's timing model
@@ -377,8 +379,11 @@ struct GpuEngine::Impl {
       if (two_way[size_t(l)]) two += last_up_s[size_t(l)], n_two++;
       else one += last_up_s[size_t(l)], n_one++;
     }
-    if (n_one) est_one = one / n_one;
-    if (n_two) est_two = two / n_two;
+    // A pass that sent nothing back (an evaluation applied the pending updates) timed its uploads
+    // with the link free in the other direction: rates that would flatter two-way blocks.
+    const bool skewed = n_two_way > 0 && last_pass_applied == 0;
+    if (n_one && !skewed) est_one = one / n_one;
+    if (n_two && !skewed) est_two = two / n_two;
     if (last_host_blocks > 0) est_host = last_update_s / last_host_blocks;
     if (est_host <= 0 || est_one <= 0) return n_two_way;  // the host not measured yet: stay one-way
     const double two_b = est_two > 0 ? est_two : est_one * 4.0 / double(wire_size(wire)) * 1.35;
@@ -584,7 +589,7 @@ struct GpuEngine::Impl {
     ZO_CUDA_CHECK(cudaStreamSynchronize(st));
     if (up) ZO_CUDA_CHECK(cudaStreamSynchronize(up));
     if (down) ZO_CUDA_CHECK(cudaStreamSynchronize(down));
-    if (round_overflow.p) {
+    if (round_overflow.p) {  // sticky, as the host's encode_overflow: the masters stay beyond range
       int over = 0;
       ZO_CUDA_CHECK(cudaMemcpy(&over, round_overflow.p, sizeof(int), cudaMemcpyDeviceToHost));
       check_wire_range(over != 0);
@@ -616,6 +621,7 @@ struct GpuEngine::Impl {
       }
     }
     if (n_dev_two) est_dev_two = dev_two / n_dev_two;
+    last_pass_applied = n_dev_two;
     for (size_t k = 0; k + 1 < gemm_used; k += 2) {
       float ms = 0;
       ZO_CUDA_CHECK(cudaEventElapsedTime(&ms, gemm_ev[k], gemm_ev[k + 1]));
@@ -728,6 +734,7 @@ GpuEngine::Stats GpuEngine::stats() const {
   if (I.updater.joinable()) I.updater.join();
   GpuEngine::Stats s = I.st_;
   s.host_update_seconds = I.host_update_s;
+  s.host_updated_weights = I.host_updated_n;
   return s;
 }
 void GpuEngine::reset_stats() {
@@ -739,6 +746,7 @@ void GpuEngine::reset_stats() {
   I.st_.device_peak_bytes = peak;
   I.st_.device_used_peak_bytes = used;
   I.host_update_s = 0;
+  I.host_updated_n = 0;
 }
 GpuEngine::~GpuEngine() = default;
 
@@ -987,11 +995,11 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
       }
     I.host_mom.assign(n, 0.0f);
   }
+  std::vector<uint8_t> tr(trainable);  // (before the uploads are held back: it may throw)
   {
     std::lock_guard<std::mutex> g(I.umu);
     I.updated_upto = 0;
   }
-  std::vector<uint8_t> tr(trainable);
   struct Reopen {  // if the thread cannot start, uploads must not wait for it forever
     Impl& I;
     bool armed = true;
@@ -1005,6 +1013,7 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
     Model& hm = *I.host;
     auto t0 = Clock::now();
     int blocks = 0;
+    size_t updated_n = 0;
     for (int l = 0; l < hm.cfg.n_layers; l++) {
       const bool host_side = !I.bdev[size_t(l)] && !I.two_way[size_t(l)];
       blocks += host_side;
@@ -1012,6 +1021,7 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
         for (size_t i = 0; i < hm.params.size(); i++) {
           const Param& p = hm.params[i];
           if (p.block != l || !tr[i]) continue;
+          updated_n += p.numel;
           float* w = static_cast<float*>(hm.arena()) + p.offset;
           float* mo = I.host_mom.empty() ? nullptr : I.host_mom.data() + I.host_mom_off[i];
           const float wdp = p.decay ? wd : 0.0f;
@@ -1029,6 +1039,7 @@ void GpuEngine::update(const std::vector<UpdateTerm>& terms, Dist dist, OptKind 
     I.last_update_s = since(t0);
     I.last_host_blocks = blocks;
     I.host_update_s += I.last_update_s;
+    I.host_updated_n += updated_n;
     I.updated_upto = 1 << 30;
     I.ucv.notify_all();
   });

@@ -65,6 +65,7 @@ class GpuEngine {
     double block_compute_seconds = 0;  // the compute stream busy with blocks (decode, perturb, forward)
     double pass_seconds = 0;     // wall time of the passes, each ending in a device synchronization
     double host_update_seconds = 0;  // the updater thread's time on streamed blocks
+    size_t host_updated_weights = 0; // weights it updated, summed over its updates (varies with auto's split)
     double host_wait_seconds = 0;    // uploads held back waiting for a block's host update
     size_t device_peak_bytes = 0;    // peak device memory taken since the engine began (cudaMemGetInfo)
     size_t device_used_peak_bytes = 0;  // peak of the whole device's memory in use (context included)

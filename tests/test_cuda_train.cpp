@@ -259,6 +259,15 @@ TEST(CudaTrainPartial, InterleavedResidencyMatchesTheCpuStepByStep) {
     }
     EXPECT_EQ(dev->stats()["bytes_h2d"].get<size_t>(), up) << "each streamed block once per pass, resident ones never";
     EXPECT_EQ(dev->stats()["bytes_d2h"].get<size_t>(), down);
+    // The host updates, at each update, the streamed blocks that are one-way in the split it sets.
+    size_t host_n = 0;
+    for (int t = 0; t < steps; t++) {
+      const int after = cs.opt == OptKind::Momentum ? 0
+                        : cs.seq.empty()            ? std::min(std::max(cs.two_way, 0), S)
+                                                    : std::min(cs.seq[size_t(t) % cs.seq.size()], S);
+      host_n += size_t(S - after) * n;
+    }
+    EXPECT_EQ(dev->stats()["host_updated_weights"].get<size_t>(), host_n);
     sd.flush();
     EXPECT_EQ(std::memcmp(md.arena(), mc.arena(), mc.bytes()), 0) << "device weights differ from the CPU replay";
   }

@@ -300,7 +300,10 @@ int bench_train(const BenchTrainArgs& a) {
       // The host's floor for an offloaded step (docs/ARCHITECTURE.md, "ZO2 streaming"): every weight
       // it updates (the streamed ones but two-way blocks') has its f32 master read and written, and
       // its z made again, per step and direction.
-      const size_t sw = devj["plan"].value("host_updated_weights", size_t(0));
+      // The mean over the timed steps' updates (under --device-updates auto the split, and with it
+      // the host's share, changes from step to step; the plan gives the last one only).
+      const double sum_w = devj["stats"].value("host_updated_weights", 0.0);
+      const size_t sw = sum_w > 0 ? size_t(sum_w / a.steps + 0.5) : devj["plan"].value("host_updated_weights", size_t(0));
       const HostRates hr = measure_host_rates(so.dist);
       const double mem_s = 8.0 * double(sw) / (hr.rmw_gb_s * 1e9), z_s = double(sw) / (hr.z_gvalues_s * 1e9);
       devj["host_floor"] = {{"streamed_weights", sw},
