@@ -113,6 +113,11 @@ TEST(Cli, BenchTrainDeviceOptionErrors) {
   expect_one_line_error(zo(b + "--placement first"), "--placement applies to --device cuda with --gpu-mem");
   expect_one_line_error(zo(b + "--device-updates 2"), "--device-updates applies");
   expect_one_line_error(zo(b + "--gpu-mem 1G"), "--gpu-mem applies");
+  // A negative byte count is refused as such (CLI11's unsigned parse alone wraps it and then reports
+  // an overflow of 2^64 - 5 times 2^30).
+  for (const char* f : {"--gpu-mem", "--gpu-reserve"})
+    expect_one_line_error(zo(b + "--device cuda " + f + "=-5G"), std::string(f) + ": a byte count can't be negative: -5G", 2);
+  expect_one_line_error(zo("train --offload disk --ram-budget=-1 -o x"), "--ram-budget: a byte count can't be negative", 2);
 }
 
 // zo bench train's step figures: every timed step is listed, the steady step is the mean of those

@@ -24,4 +24,15 @@ DType parse_storage(const std::string& s);
 // Prints the result object as one line on stdout: the last line of every --json run.
 void print_json(const nlohmann::json& j);
 
+// A byte count with suffixes K, M, G (binary): CLI11's AsSizeValue, after a check of the sign (its
+// unsigned parse reads "-5G" as 2^64 - 5 and then reports an overflow of that number).
+inline CLI::Option* byte_size(CLI::Option* o) {
+  return o->transform(CLI::AsSizeValue(false))->transform(CLI::Validator(
+      [](std::string& v) {
+        const size_t at = v.find_first_not_of(" \t");
+        return at != std::string::npos && v[at] == '-' ? "a byte count can't be negative: " + v : std::string();
+      },
+      ""));
+}
+
 }  // namespace zo::cli

@@ -50,10 +50,9 @@ void add_bench(CLI::App& app, Runner& run) {
   tr->add_option("--device", t->device, "cpu, or cuda (the GPU engine; reports link bytes and rates, GEMM rate "
                                         "against cuBLAS in the same run, peak device memory)")
       ->capture_default_str();
-  tr->add_option("--gpu-mem", t->gpu_mem, "cuda: device bytes for weights and buffers; the rest streams (0: all resident)")
-      ->transform(CLI::AsSizeValue(false));
-  tr->add_option("--gpu-reserve", t->gpu_reserve, "cuda with --gpu-mem: bytes kept for activations")
-      ->transform(CLI::AsSizeValue(false));
+  byte_size(tr->add_option("--gpu-mem", t->gpu_mem,
+                           "cuda: device bytes for weights and buffers; the rest streams (0: all resident)"));
+  byte_size(tr->add_option("--gpu-reserve", t->gpu_reserve, "cuda with --gpu-mem: bytes kept for activations"));
   tr->add_option("--wire-dtype", t->wire, "cuda: how streamed blocks travel: f32, bf16, f16, fp8")->capture_default_str();
   tr->add_option("--gemm", t->gemm, "cuda: f32, tf32 or bf16 GEMMs")->capture_default_str();
   tr->add_option("--device-updates", t->device_updates,

@@ -112,22 +112,19 @@ void add_train(CLI::App& app, Runner& run) {
                                "larger than RAM trains on a CPU (slower; not with momentum)")
                      ->capture_default_str());
   opt("offload-file", s->add_option("--offload-file", c.offload_file, "The disk tier's master weights file"));
-  opt("ram-budget", s->add_option("--ram-budget", c.ram_budget,
+  opt("ram-budget", byte_size(s->add_option("--ram-budget", c.ram_budget,
                                   "Disk tier: bytes (suffixes K, M, G) the resident masters may use; checked at "
-                                  "start, the measured peak is in the summary")
-                        ->transform(CLI::AsSizeValue(false)));
+                                  "start, the measured peak is in the summary")));
   opt("device", s->add_option("--device", c.device,
                               "cpu, or cuda: the steps' forwards and updates run on the GPU (needs a zo built with "
                               "the CUDA toolkit); evaluation too")
                     ->capture_default_str());
-  opt("gpu-mem", s->add_option("--gpu-mem", c.gpu_mem,
+  opt("gpu-mem", byte_size(s->add_option("--gpu-mem", c.gpu_mem,
                                "cuda: device bytes (K, M, G) for weights and buffers; blocks that do not fit stay "
                                "in pinned RAM and stream to the GPU once per step (ZO2), updated on the host. "
-                               "0: all resident")
-                     ->transform(CLI::AsSizeValue(false)));
-  opt("gpu-reserve", s->add_option("--gpu-reserve", c.gpu_reserve,
-                                   "cuda with --gpu-mem: bytes of it kept for activations (default 1G)")
-                         ->transform(CLI::AsSizeValue(false)));
+                               "0: all resident")));
+  opt("gpu-reserve", byte_size(s->add_option("--gpu-reserve", c.gpu_reserve,
+                                   "cuda with --gpu-mem: bytes of it kept for activations (default 1G)")));
   opt("wire-dtype", s->add_option("--wire-dtype", c.wire_dtype,
                                   "cuda, streamed blocks: f32 (exact), bf16 or f16 (half the PCIe bytes), or fp8 "
                                   "(E4M3 with a scale per 16384 weights: a quarter). Masters stay f32 on the host")
