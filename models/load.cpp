@@ -36,25 +36,35 @@ const StTensor* find_hf(const HfWeights& w, const std::string& name) {
   return nullptr;
 }
 
+// The checkpoint's tensor for parameter p, checked against it: present, same shape, a float dtype,
+// as many bytes as that implies.
+const StTensor& hf_tensor(const HfWeights& w, const Param& p, const std::string& dir) {
+  const StTensor* t = find_hf(w, p.name);
+  if (!t) fail("{}: tensor '{}' missing from the checkpoint", dir, p.name);
+  if (t->shape != p.shape)
+    fail("{}: tensor '{}' has shape {}, expected {} from config.json", dir, p.name, shape_str(t->shape),
+         shape_str(p.shape));
+  if (t->dtype != DType::F32 && t->dtype != DType::F16 && t->dtype != DType::BF16)
+    fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", dir, p.name, dtype_name(t->dtype));
+  ZO_CHECK(t->nbytes == p.numel * dtype_size(t->dtype), "{}: tensor '{}' holds {} bytes, expected {}", dir, p.name,
+           t->nbytes, p.numel * dtype_size(t->dtype));
+  return *t;
+}
+
 Model load_hf(const std::string& dir, const LoadOptions& opts) {
   std::string cfg_path = (fs::path(dir) / "config.json").string();
   ModelConfig cfg = config_from_hf_json(read_text(cfg_path), cfg_path);
   HfWeights w = HfWeights::open(dir);
+  // Every tensor is checked before memory or disk space is committed: a config that does not match
+  // its weights fails at once, and leaves no masters file behind.
+  for (const Param& p : Model::layout(cfg, opts.storage).params) hf_tensor(w, p, dir);
   Model m = Model::allocate(cfg, opts.storage, opts.backing_file);
   m.source = dir;
   constexpr size_t kSlab = size_t(1) << 20;  // convert a tensor 1M elements at a time: no full f32 copy
   std::vector<float> slab;
   for (const Param& p : m.params) {
-    const StTensor* t = find_hf(w, p.name);
-    if (!t) fail("{}: tensor '{}' missing from the checkpoint", dir, p.name);
-    if (t->shape != p.shape)
-      fail("{}: tensor '{}' has shape {}, expected {} from config.json", dir, p.name, shape_str(t->shape),
-           shape_str(p.shape));
-    if (t->dtype != DType::F32 && t->dtype != DType::F16 && t->dtype != DType::BF16)
-      fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", dir, p.name, dtype_name(t->dtype));
+    const StTensor* t = &hf_tensor(w, p, dir);
     const size_t es = dtype_size(t->dtype);
-    ZO_CHECK(t->nbytes == p.numel * es, "{}: tensor '{}' holds {} bytes, expected {}", dir, p.name, t->nbytes,
-             p.numel * es);
     if (m.storage == DType::BF16 && t->dtype == DType::BF16) {
       std::memcpy(static_cast<uint16_t*>(m.arena()) + p.offset, t->data, t->nbytes);
     } else {
@@ -71,38 +81,50 @@ Model load_hf(const std::string& dir, const LoadOptions& opts) {
   return m;
 }
 
+}  // namespace
+
+int gguf_int(const GgufFile& g, const char* key, int if_absent) {
+  if (!g.has(key)) return if_absent;
+  const int64_t v = g.get_int(key);
+  ZO_CHECK(v >= INT32_MIN && v <= INT32_MAX, "{}: {} = {} is out of range", g.name(), key, v);
+  return int(v);
+}
+
 ModelConfig config_from_gguf(const GgufFile& g) {
   const std::string& src = g.name();
   std::string arch = g.get_string("general.architecture");
   ZO_CHECK(arch == "llama", "{}: GGUF architecture '{}' is not supported (supported: llama)", src, arch);
+  // (A key that must be present is read by get_int itself when absent: its error names the key.)
+  auto need = [&](const char* key) { return g.has(key) ? gguf_int(g, key, 0) : int(g.get_int(key)); };
   ModelConfig c;
   c.arch = Arch::Llama;
   c.model_type = "llama";
-  c.hidden = int(g.get_int("llama.embedding_length"));
-  c.n_layers = int(g.get_int("llama.block_count"));
-  c.n_heads = int(g.get_int("llama.attention.head_count"));
-  c.n_kv_heads = g.has("llama.attention.head_count_kv") ? int(g.get_int("llama.attention.head_count_kv")) : c.n_heads;
-  c.ffn_dim = int(g.get_int("llama.feed_forward_length"));
-  c.max_pos = int(g.get_int("llama.context_length"));
+  c.hidden = need("llama.embedding_length");
+  c.n_layers = need("llama.block_count");
+  c.n_heads = need("llama.attention.head_count");
+  c.n_kv_heads = gguf_int(g, "llama.attention.head_count_kv", c.n_heads);
+  c.ffn_dim = need("llama.feed_forward_length");
+  c.max_pos = need("llama.context_length");
   c.norm_eps = float(g.get_float("llama.attention.layer_norm_rms_epsilon"));
   c.rope_theta = g.has("llama.rope.freq_base") ? float(g.get_float("llama.rope.freq_base")) : 10000.0f;
   ZO_CHECK(c.n_heads > 0, "{}: llama.attention.head_count must be positive", src);
-  c.head_dim = g.has("llama.rope.dimension_count") ? int(g.get_int("llama.rope.dimension_count")) : c.hidden / c.n_heads;
+  c.head_dim = gguf_int(g, "llama.rope.dimension_count", c.hidden / c.n_heads);
   if (g.has("llama.vocab_size"))
-    c.vocab_size = int(g.get_int("llama.vocab_size"));
+    c.vocab_size = gguf_int(g, "llama.vocab_size", 0);
   else
-    c.vocab_size = int(g.get_string_array("tokenizer.ggml.tokens").size());
+    c.vocab_size = int(std::min<size_t>(g.get_string_array("tokenizer.ggml.tokens").size(), INT32_MAX));
   c.embed_dim = c.hidden;
   c.tie_embeddings = g.find("output.weight") == nullptr;
-  c.bos_id = g.has("tokenizer.ggml.bos_token_id") ? int(g.get_int("tokenizer.ggml.bos_token_id")) : -1;
-  c.eos_id = g.has("tokenizer.ggml.eos_token_id") ? int(g.get_int("tokenizer.ggml.eos_token_id")) : -1;
-  c.pad_id = g.has("tokenizer.ggml.padding_token_id") ? int(g.get_int("tokenizer.ggml.padding_token_id")) : -1;
+  c.bos_id = gguf_int(g, "tokenizer.ggml.bos_token_id", -1);
+  c.eos_id = gguf_int(g, "tokenizer.ggml.eos_token_id", -1);
+  c.pad_id = gguf_int(g, "tokenizer.ggml.padding_token_id", -1);
   ZO_CHECK(!g.has("llama.rope.scaling.type") || g.get_string("llama.rope.scaling.type") == "none",
            "{}: rope scaling is not supported yet", src);
   validate_config(c, src);
-  // Sanity on derived sizes: q_dim must fit the embedding width the projections imply.
   return c;
 }
+
+namespace {
 
 // HF name -> GGUF name for the LLaMA tensors.
 std::string gguf_name(const Param& p) {
@@ -146,20 +168,31 @@ void unpermute_qk(const float* src, float* dst, int n_heads, int head_dim, int c
       }
 }
 
-Model load_gguf(const std::string& path, const LoadOptions& opts) {
-  GgufFile g = GgufFile::open(path);
+// The GGUF tensor for parameter p, checked against it: present, the same dims, a type we dequantize.
+const GgufTensor& gguf_tensor(const GgufFile& g, const Param& p, const std::string& path) {
+  const std::string gname = gguf_name(p);
+  const GgufTensor* t = g.find(gname);
+  if (!t) fail("{}: tensor '{}' (for {}) missing", path, gname, p.name);
+  // GGUF lists dims fastest first: HF [out, in] is ne = [in, out].
+  const std::vector<int64_t> want(p.shape.rbegin(), p.shape.rend());
+  if (t->ne != want) fail("{}: tensor '{}' has dims {}, expected {}", path, gname, shape_str(t->ne), shape_str(want));
+  if (!ggml_can_dequantize(t->type))
+    fail("{}: tensor '{}' has type {}, which zo cannot dequantize", path, gname, ggml_type_name(t->type));
+  return *t;
+}
+
+}  // namespace
+
+Model load_gguf(const GgufFile& g, const LoadOptions& opts) {
+  const std::string& path = g.name();
   ModelConfig cfg = config_from_gguf(g);
+  for (const Param& p : Model::layout(cfg, opts.storage).params) gguf_tensor(g, p, path);  // (as load_hf)
   Model m = Model::allocate(cfg, opts.storage, opts.backing_file);
   m.source = path;
   std::vector<float> buf, perm;
   for (const Param& p : m.params) {
-    std::string gname = gguf_name(p);
-    const GgufTensor* t = g.find(gname);
-    if (!t) fail("{}: tensor '{}' (for {}) missing", path, gname, p.name);
-    // GGUF lists dims fastest first: HF [out, in] is ne = [in, out].
-    std::vector<int64_t> want(p.shape.rbegin(), p.shape.rend());
-    if (t->ne != want)
-      fail("{}: tensor '{}' has dims {}, expected {}", path, gname, shape_str(t->ne), shape_str(want));
+    const GgufTensor* t = &gguf_tensor(g, p, path);
+    const std::string gname = t->name;
     if (p.role == kQW || p.role == kKW) {
       // q/k rows are permuted within each head: dequantize the whole (small) matrix first.
       buf.resize(p.numel);
@@ -193,14 +226,12 @@ Model load_gguf(const std::string& path, const LoadOptions& opts) {
   return m;
 }
 
-}  // namespace
-
 bool is_gguf_path(const std::string& path) {
   return path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0 && !fs::is_directory(path);
 }
 
 Model load_model(const std::string& path, const LoadOptions& opts) {
-  if (is_gguf_path(path)) return load_gguf(path, opts);
+  if (is_gguf_path(path)) return load_gguf(GgufFile::open(path), opts);
   if (!fs::is_directory(path)) fail("{}: not a model folder (with config.json) or a .gguf file", path);
   return load_hf(path, opts);
 }

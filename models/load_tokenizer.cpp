@@ -14,11 +14,14 @@ GgufTokenizerData tokenizer_data_from_gguf(const GgufFile& g) {
   d.pre = g.has("tokenizer.ggml.pre") ? g.get_string("tokenizer.ggml.pre") : "default";
   d.tokens = g.get_string_array("tokenizer.ggml.tokens");
   if (g.has("tokenizer.ggml.token_type")) {
-    for (int64_t v : g.get_int_array("tokenizer.ggml.token_type")) d.token_types.push_back(int32_t(v));
+    for (int64_t v : g.get_int_array("tokenizer.ggml.token_type")) {
+      ZO_CHECK(v >= INT32_MIN && v <= INT32_MAX, "{}: tokenizer.ggml.token_type holds {}, out of range", g.name(), v);
+      d.token_types.push_back(int32_t(v));
+    }
   }
   if (g.has("tokenizer.ggml.scores")) d.scores = g.get_float_array("tokenizer.ggml.scores");
   if (g.has("tokenizer.ggml.merges")) d.merges = g.get_string_array("tokenizer.ggml.merges");
-  auto id = [&](const char* k) { return g.has(k) ? int(g.get_int(k)) : -1; };
+  auto id = [&](const char* k) { return gguf_int(g, k, -1); };
   d.bos = id("tokenizer.ggml.bos_token_id");
   d.eos = id("tokenizer.ggml.eos_token_id");
   d.unk = id("tokenizer.ggml.unknown_token_id");
@@ -32,11 +35,10 @@ GgufTokenizerData tokenizer_data_from_gguf(const GgufFile& g) {
 
 }  // namespace
 
+Tokenizer tokenizer_from_gguf(const GgufFile& g) { return Tokenizer::from_gguf_metadata(tokenizer_data_from_gguf(g), g.name()); }
+
 Tokenizer load_tokenizer(const std::string& path) {
-  if (is_gguf_path(path)) {
-    GgufFile g = GgufFile::open(path);
-    return Tokenizer::from_gguf_metadata(tokenizer_data_from_gguf(g), path);
-  }
+  if (is_gguf_path(path)) return tokenizer_from_gguf(GgufFile::open(path));
   return Tokenizer::from_hf_dir(path);
 }
 

@@ -48,7 +48,7 @@ struct Layout {
 
 }  // namespace
 
-Model Model::allocate(const ModelConfig& c, DType storage, const std::string& backing_file) {
+Model Model::layout(const ModelConfig& c, DType storage) {
   ZO_CHECK(storage == DType::F32 || storage == DType::BF16, "master weights must be F32 or BF16, not {}",
            dtype_name(storage));
   Model m;
@@ -123,6 +123,11 @@ Model Model::allocate(const ModelConfig& c, DType storage, const std::string& ba
   if (!c.tie_embeddings) m.global_[kLmHead] = L.add("lm_head.weight", {V, Ce}, -1, kLmHead, true);
 
   m.arena_numel_ = round_up(L.cursor, 16);
+  return m;
+}
+
+Model Model::allocate(const ModelConfig& c, DType storage, const std::string& backing_file) {
+  Model m = layout(c, storage);
   size_t bytes = round_up(m.arena_numel_ * dtype_size(storage), 4096);
   if (!backing_file.empty()) {
     int fd = ::open(backing_file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -55,6 +55,9 @@ class Model {
   // bytes()): the disk tier. The file holds the masters; this process keeps pages of a block only
   // while it uses them (release_block), so RAM holds the globals plus the blocks in flight.
   static Model allocate(const ModelConfig& cfg, DType storage, const std::string& backing_file = "");
+  // The same layout with no arena (arena() is null): what a loader checks a file's tensors against
+  // before it commits memory or disk space to them.
+  static Model layout(const ModelConfig& cfg, DType storage);
   ~Model();
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;

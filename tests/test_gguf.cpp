@@ -21,6 +21,8 @@
 
 #include "core/error.h"
 #include "models/gguf.h"
+#include "models/load.h"
+#include "models/model.h"
 
 namespace fs = std::filesystem;
 using zo::GgmlType;
@@ -431,6 +433,41 @@ TEST(Gguf, BuiltInputs) {
   Builder s;
   s.header(1, 0).str("s").u32(0).u32(uint32_t(GgmlType::Q8_0)).u64(0).pad(32);
   expect_error(s.b, "block size");
+}
+
+// A LLaMA header as a model file: integer keys that do not fit an int are errors naming the key
+// (they used to be truncated: 2^32 + 32 read as 32), and a config its tensors do not back is refused
+// before the masters are allocated (here about 800 TB of them: the allocation would fail first,
+// with another message).
+TEST(Gguf, ModelKeysAndTensorsAreCheckedBeforeAllocation) {
+  auto model_file = [](uint64_t hidden, uint64_t bos) {
+    Builder g;
+    g.header(0, 9).str("general.architecture").u32(8).str("llama");
+    g.str("llama.embedding_length").u32(10).u64(hidden);
+    for (auto [k, v] : {std::pair<const char*, uint32_t>{"llama.block_count", 1024}, {"llama.attention.head_count", 64},
+                        {"llama.feed_forward_length", 1u << 20}, {"llama.context_length", 4096}, {"llama.vocab_size", 1000}})
+      g.str(k).u32(4).u32(v);
+    const float eps = 1e-5f;
+    g.str("llama.attention.layer_norm_rms_epsilon").u32(6).raw(&eps, 4);
+    g.str("tokenizer.ggml.bos_token_id").u32(10).u64(bos);
+    return GgufFile::parse(g.b.data(), g.b.size(), "model.gguf");
+  };
+  auto error_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const zo::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string wide = error_of([&] { zo::config_from_gguf(model_file((uint64_t(1) << 32) + 32, 1)); });
+  EXPECT_NE(wide.find("llama.embedding_length = 4294967328 is out of range"), std::string::npos) << wide;
+  const std::string bos = error_of([&] { zo::config_from_gguf(model_file(65536, uint64_t(1) << 33)); });
+  EXPECT_NE(bos.find("tokenizer.ggml.bos_token_id"), std::string::npos) << bos;
+  const GgufFile huge = model_file(65536, 1);
+  EXPECT_GT(zo::Model::layout(zo::config_from_gguf(huge), zo::DType::F32).bytes(), size_t(1) << 49);
+  const std::string missing = error_of([&] { zo::load_gguf(huge); });
+  EXPECT_NE(missing.find("model.gguf: tensor 'token_embd.weight'"), std::string::npos) << missing;
 }
 
 TEST(Gguf, DefaultModel) {

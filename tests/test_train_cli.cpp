@@ -404,3 +404,46 @@ TEST(TrainCli, DiskTierRunMatchesTheInMemoryRun) {
   for (const char* x : {"--offload", "disk", "--ram-budget", "10K"}) args.push_back(x);
   EXPECT_EQ(run(args), 1);
 }
+
+// A failed setup leaves nothing it made. With the disk tier a data file that cannot be used is found
+// after the masters file (as large as the model) was written: the file and the run folder go, and a
+// folder that was there before stays. A config that does not match its checkpoint is refused before
+// memory or disk is committed: here one of about a petabyte of weights, whose masters file could
+// not even be reserved (the error would then be that, not the tensor's shape).
+TEST(TrainCli, FailedSetupLeavesNothingBehind) {
+  World w("setup");
+  auto attempt = [&](std::vector<std::string> args, const fs::path& out) {
+    for (const char* a : {"--offload", "disk"}) args.push_back(a);
+    *(std::find(args.begin(), args.end(), "--optimizer") + 1) = "sgd";  // (momentum: not with the disk tier)
+    std::string cmd = zo_bin();
+    for (auto& a : args) cmd += " '" + a + "'";
+    cmd += " >/dev/null 2>" + (w.root / "err").string();
+    const int st = std::system(cmd.c_str());
+    EXPECT_EQ(WEXITSTATUS(st), 1);
+    EXPECT_FALSE(fs::exists(out / "masters.f32"));
+    return slurp(w.root / "err");
+  };
+  fs::path bad = w.root / "bad.jsonl";
+  std::ofstream(bad) << "{\"sentence\": \"good\", \"label\": 0}\n";
+  for (bool existed : {false, true}) {
+    const fs::path out = w.root / (existed ? "kept" : "made");
+    if (existed) fs::create_directories(out);
+    auto args = w.train_args(out);
+    *(std::find(args.begin(), args.end(), "--data") + 1) = bad.string();
+    EXPECT_NE(attempt(args, out).find("bad.jsonl"), std::string::npos);
+    EXPECT_EQ(fs::exists(out), existed);
+    if (existed) EXPECT_TRUE(fs::is_empty(out));
+  }
+  const fs::path big = w.root / "big";
+  fs::create_directories(big);
+  for (const char* f : {"model.safetensors", "tokenizer.json"}) fs::copy_file(w.model / f, big / f);
+  nlohmann::json c = nlohmann::json::parse(slurp(w.model / "config.json"));
+  c["hidden_size"] = 65536, c["intermediate_size"] = 1 << 20, c["num_hidden_layers"] = 1024;
+  c["num_attention_heads"] = 64, c["num_key_value_heads"] = 64, c["head_dim"] = 1024;
+  std::ofstream(big / "config.json") << c.dump();
+  auto args = w.train_args(w.root / "r_big");
+  *(std::find(args.begin(), args.end(), "--model") + 1) = big.string();
+  const std::string err = attempt(args, w.root / "r_big");
+  EXPECT_NE(err.find("has shape"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(w.root / "r_big"));
+}

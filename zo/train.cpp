@@ -430,6 +430,20 @@ Model rebuild_from_run(const std::string& dir, long n_steps, json* info, bool pr
   return m;
 }
 
+// Until the step log exists, a failed setup leaves nothing behind that it made: the masters file
+// it created (the disk tier: as large as the model) and the run folder, if it created it and it is
+// still empty. A bad data file or tokenizer found after the model's load costs no disk.
+struct SetupGuard {
+  fs::path dir, masters;
+  bool made_dir = false, made_masters = false, armed = true;
+  ~SetupGuard() {
+    if (!armed) return;
+    std::error_code ec;
+    if (made_masters) fs::remove(masters, ec);
+    if (made_dir && fs::is_empty(dir, ec)) fs::remove(dir, ec);
+  }
+};
+
 json run_train(TrainConfig cfg, const RunOptions& o) {
   ZO_CHECK(!o.out.empty(), "no run folder: give --out DIR");
   const fs::path dir(o.out);
@@ -450,12 +464,18 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
   cfg.validate();
   const std::string model_path =
       o.resume ? header_string(prior.header, "model_path", cfg.model, log_path) : resolve_model(cfg.model);
+  SetupGuard guard;
+  guard.dir = dir;
+  guard.made_dir = !fs::exists(dir);
   fs::create_directories(dir);
 
   auto t_setup = Clock::now();
   LoadOptions lo{DType::F32};
-  if (cfg.offload == "disk")
+  if (cfg.offload == "disk") {
     lo.backing_file = cfg.offload_file.empty() ? (dir / "masters.f32").string() : cfg.offload_file;
+    guard.masters = lo.backing_file;
+    guard.made_masters = !fs::exists(lo.backing_file);
+  }
   Model m = load_model(model_path, lo);  // a resumed disk-tier run starts again from the base: replay below
   check_budget(m, cfg.ram_budget);
   m.track_resident(cfg.offload == "disk");
@@ -523,6 +543,7 @@ json run_train(TrainConfig cfg, const RunOptions& o) {
     write_atomic(cfg_path, cfg.to_json().dump(2) + "\n");
     log.emplace(StepLogWriter::create(log_path, header, parse_fsync(cfg.fsync)));
   }
+  guard.armed = false;  // the run exists: its files stay
   std::ofstream metrics((dir / "metrics.jsonl").string(), std::ios::app);
   ZO_CHECK(metrics.good(), "{}: cannot open metrics.jsonl", o.out);
   json best = read_best(o.out);
