@@ -23,9 +23,11 @@ constexpr size_t kParallelMin = size_t(1) << 16;
 // only under -ffast-math). exp(x) = 2^n * e^r with n = round(x / ln 2), |r| <= ln2/2, and e^r by
 // its degree-7 Taylor polynomial (truncation < 7e-9 relative, under f32 rounding). x is clamped
 // to [-87, 88]: below, the result is ~1e-38 instead of a subnormal; above, f32 overflows anyway.
+// NaN stays NaN (through r), and its n becomes 0 before the int conversion (NaN's would be UB).
 inline float exp_fast(float x) {
   x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
+  float n = std::nearbyint(x * 1.44269504088896341f);
+  n = n == n ? n : 0.0f;
   const float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;  // ln2 split in two
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;

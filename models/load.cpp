@@ -231,9 +231,18 @@ bool is_gguf_path(const std::string& path) {
 }
 
 Model load_model(const std::string& path, const LoadOptions& opts) {
-  if (is_gguf_path(path)) return load_gguf(GgufFile::open(path), opts);
-  if (!fs::is_directory(path)) fail("{}: not a model folder (with config.json) or a .gguf file", path);
-  return load_hf(path, opts);
+  // A masters file this load creates goes again if the load fails part way (a read error, a tensor
+  // the pre-check could not see): the disk tier's file is as large as the model.
+  const bool creates = !opts.backing_file.empty() && !fs::exists(opts.backing_file);
+  try {
+    if (is_gguf_path(path)) return load_gguf(GgufFile::open(path), opts);
+    if (!fs::is_directory(path)) fail("{}: not a model folder (with config.json) or a .gguf file", path);
+    return load_hf(path, opts);
+  } catch (...) {
+    std::error_code ec;
+    if (creates) fs::remove(opts.backing_file, ec);
+    throw;
+  }
 }
 
 void save_hf(const Model& m, const std::string& dir, DType dtype) {

@@ -11,6 +11,9 @@ bpe_tied.gguf   2 blocks, hidden 32 (2 heads of 16, 1 KV head), FFN 32; embeddin
 spm_untied.gguf the same shapes with its own output.weight. Tokenizer "llama": the first 300 pieces
                 of tests/data/tokenizers/gguf_llama/metadata.json (specials, the 256 byte pieces,
                 scored pieces).
+nan_norm.gguf   hidden 8 (2 heads of 4), FFN 8, F16 weights, the bpe tokenizer, and a NaN in
+                blk.0.attn_norm.weight: NaN then flows through every kernel of the forward (the
+                UBSan build once found exp's float-to-int conversion undefined for it).
 """
 import json
 from pathlib import Path
@@ -21,7 +24,8 @@ from gguf import GGMLQuantizationType as Q
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "fuzz" / "corpus" / "gguf_model"
-HIDDEN, FFN, HEADS, KV_HEADS, HEAD_DIM, BLOCKS, CONTEXT = 32, 32, 2, 1, 16, 2, 64
+BLOCKS, CONTEXT = 2, 64
+HIDDEN = FFN = HEADS = KV_HEADS = HEAD_DIM = 0  # set by write()
 
 
 def byte_symbols():
@@ -37,8 +41,8 @@ def byte_symbols():
     return [table[b] for b in range(256)]
 
 
-def add_weights(w, rng, vocab, tied):
-    types = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.F16]
+def add_weights(w, rng, vocab, tied, nan):
+    types = [Q.F16] if nan else [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.F16]
 
     def tensor(name, rows, cols, qt):
         x = (rng.standard_normal((rows, cols)) * 0.2).astype(np.float32)
@@ -47,10 +51,13 @@ def add_weights(w, rng, vocab, tied):
         else:
             w.add_tensor(name, gguf.quants.quantize(x, qt), raw_dtype=qt)
 
-    tensor("token_embd.weight", vocab, HIDDEN, Q.Q8_0)
+    tensor("token_embd.weight", vocab, HIDDEN, types[-1] if nan else Q.Q8_0)
     for b in range(BLOCKS):
         p = f"blk.{b}."
-        w.add_tensor(p + "attn_norm.weight", (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32))
+        norm = (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32)
+        if nan and b == 0:
+            norm[1] = np.nan
+        w.add_tensor(p + "attn_norm.weight", norm)
         w.add_tensor(p + "ffn_norm.weight", (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32))
         shapes = [("attn_q", HEADS * HEAD_DIM, HIDDEN), ("attn_k", KV_HEADS * HEAD_DIM, HIDDEN),
                   ("attn_v", KV_HEADS * HEAD_DIM, HIDDEN), ("attn_output", HIDDEN, HEADS * HEAD_DIM),
@@ -62,7 +69,9 @@ def add_weights(w, rng, vocab, tied):
         tensor("output.weight", vocab, HIDDEN, Q.Q8_0)
 
 
-def write(path, tokenizer, tied, seed):
+def write(path, tokenizer, tied, seed, small=False):
+    global HIDDEN, FFN, HEADS, KV_HEADS, HEAD_DIM
+    HIDDEN, FFN, HEADS, KV_HEADS, HEAD_DIM = (8, 8, 2, 1, 4) if small else (32, 32, 2, 1, 16)
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_context_length(CONTEXT)
     w.add_embedding_length(HIDDEN)
@@ -74,7 +83,7 @@ def write(path, tokenizer, tied, seed):
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
     tokens = tokenizer(w)
-    add_weights(w, np.random.default_rng(seed), len(tokens), tied)
+    add_weights(w, np.random.default_rng(seed), len(tokens), tied, nan=small)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -116,6 +125,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     write(OUT / "bpe_tied.gguf", bpe, True, 1)
     write(OUT / "spm_untied.gguf", spm, False, 2)
+    write(OUT / "nan_norm.gguf", bpe, True, 3, small=True)
 
 
 if __name__ == "__main__":
