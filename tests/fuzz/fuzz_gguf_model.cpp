@@ -2,8 +2,9 @@
 // Any bytes must give a config, a model and a tokenizer, or a zo::Error. The llama.* keys are
 // validated (integers that do not fit an int are errors, not truncated), and every tensor is checked
 // against the config before the masters are allocated: a loaded model's weights come from tensors
-// the input holds, so the model stays small, and one forward over a few tokens runs on it. The
-// tokenizer encodes a few texts to ids inside its vocabulary and decodes them.
+// the input holds, so the model stays small, and a forward over a few tokens and two decoding
+// steps (greedy, sampled) run on it. The tokenizer encodes a few texts to ids inside its
+// vocabulary and decodes them.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -42,6 +43,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     e.forward(b);
     std::vector<float> logits(size_t(c.vocab_size));
     e.logits(e.hidden(), {int32_t(ids.size()) - 1}, logits.data());
+    // Decoding with the KV cache, greedy and sampled (NaN logits must still give ids in range).
+    for (float temperature : {0.0f, 0.8f}) {
+      zo::GenerateOptions o;
+      o.max_new_tokens = std::min(2, c.max_pos - int(ids.size()));
+      o.temperature = temperature;
+      o.top_k = 5;
+      for (int32_t id : zo::generate(e, ids, o))
+        if (id < 0 || id >= c.vocab_size) __builtin_trap();
+    }
   } catch (const zo::Error&) {
   }
   return 0;
