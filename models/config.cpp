@@ -57,6 +57,8 @@ void validate_config(const ModelConfig& c, const std::string& src) {
   ZO_CHECK(c.n_heads > 0 && c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0,
            "{}: num_attention_heads {} must be a positive multiple of num_key_value_heads {}", src,
            c.n_heads, c.n_kv_heads);
+  // (Bounded before any product: q_dim() = heads x head_dim is an int.)
+  ZO_CHECK(c.n_heads <= 65536, "{}: num_attention_heads {} out of range", src, c.n_heads);
   ZO_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0 && c.head_dim <= 1024, "{}: head_dim {} must be even and positive",
            src, c.head_dim);
   ZO_CHECK(c.arch != Arch::OPT || c.n_heads * c.head_dim == c.hidden,

@@ -74,6 +74,16 @@ TEST(JsonInteger, ConfigsRefuseAnOutOfRangeIntegerWithOneLine) {
       EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
     }
   }
+  // Heads beyond any model: refused before heads x head_dim is formed (an int overflow before,
+  // which UBSan found through a GGUF's head count, with the head size given apart).
+  ModelConfig many = config_from_hf_json(with("2048"), "c.json");
+  many.arch = Arch::Llama, many.n_heads = 1526726658, many.n_kv_heads = 1, many.head_dim = 16;
+  try {
+    validate_config(many, "c.gguf");
+    ADD_FAILURE() << "1526726658 heads were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("num_attention_heads 1526726658 out of range"), std::string::npos) << e.what();
+  }
   for (const char* bad : {R"({"steps": 1e30})", R"({"batch": 4294967312})", R"({"steps": 2.5})"}) {
     try {
       TrainConfig::from_json(json::parse(bad), "cfg.json");
