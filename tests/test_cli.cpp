@@ -69,12 +69,12 @@ TEST(Cli, GreedyIdsMatchTransformers) {
   auto j = nlohmann::json::parse(f);
   for (auto& g : j["greedy"]) {
     std::string ids;
-    for (auto& v : g["prompt"]) ids += (ids.empty() ? "" : ",") + std::to_string(v.get<int>());
+    for (auto& v : g["prompt"]) (ids += ids.empty() ? "" : ",") += std::to_string(v.get<int>());
     Result r = zo("generate --model " + data("models/llama_gqa") + " --prompt-ids " + ids +
                   " --max-new-tokens 12 --no-stop --format ids");
     ASSERT_EQ(r.code, 0) << r.err;
     std::string want;
-    for (auto& v : g["output"]) want += (want.empty() ? "" : " ") + std::to_string(v.get<int>());
+    for (auto& v : g["output"]) (want += want.empty() ? "" : " ") += std::to_string(v.get<int>());
     EXPECT_EQ(r.out, want + "\n");
   }
 }

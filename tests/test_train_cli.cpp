@@ -432,7 +432,9 @@ TEST(TrainCli, FailedSetupLeavesNothingBehind) {
     *(std::find(args.begin(), args.end(), "--data") + 1) = bad.string();
     EXPECT_NE(attempt(args, out).find("bad.jsonl"), std::string::npos);
     EXPECT_EQ(fs::exists(out), existed);
-    if (existed) EXPECT_TRUE(fs::is_empty(out));
+    if (existed) {
+      EXPECT_TRUE(fs::is_empty(out));
+    }
   }
   const fs::path big = w.root / "big";
   fs::create_directories(big);
