@@ -292,9 +292,15 @@ TEST(Perturb, UpdateAndPerturbIsTheUpdateThenTheCopies) {
                 else want = w_old - lr * ((G > 0) - (G < 0) + wd * w_old);
               }
               ASSERT_NEAR(w[begin + i], want, 2e-6 * (1 + std::fabs(want)));
-              if (nv > 0) ASSERT_NEAR(a[i], want + eps * double(zp[i]), 4e-6 * (1 + std::fabs(want)));
-              if (nv > 1) ASSERT_NEAR(b[i], want - eps * double(zp[i]), 4e-6 * (1 + std::fabs(want)));
-              if (nv < 2) ASSERT_EQ(b[i], -7.0f);
+              if (nv > 0) {
+                ASSERT_NEAR(a[i], want + eps * double(zp[i]), 4e-6 * (1 + std::fabs(want)));
+              }
+              if (nv > 1) {
+                ASSERT_NEAR(b[i], want - eps * double(zp[i]), 4e-6 * (1 + std::fabs(want)));
+              }
+              if (nv < 2) {
+                ASSERT_EQ(b[i], -7.0f);
+              }
             }
           }
 }
