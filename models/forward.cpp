@@ -69,13 +69,23 @@ void Workspace::reserve(const Model& m, int n) {
   capacity = n;
 }
 
-Engine::Engine(const Model& m) : m_(m) {
-  const ModelConfig& c = m.cfg;
-  if (c.arch == Arch::Llama) {
-    rope_cos_.resize(size_t(c.max_pos) * c.head_dim / 2);
-    rope_sin_.resize(rope_cos_.size());
-    rope_tables(rope_cos_.data(), rope_sin_.data(), c.max_pos, c.head_dim, c.rope_theta);
-  }
+Engine::Engine(const Model& m) : m_(m) {}
+
+// RoPE's cos/sin rows are made as far as the batches reach, doubling, not for the whole context at
+// construction: a config may claim 16M positions (64 GiB of rows at head_dim 1024, and minutes of
+// cos and sin), while a run reads a few hundred. Row p depends on p alone, so growing the table
+// gives the same bits as making it whole.
+void Engine::ensure_rope(const Batch& b) {
+  const ModelConfig& c = m_.cfg;
+  int64_t need = 0;
+  for (int32_t p : b.pos) need = std::max<int64_t>(need, int64_t(p) + 1);
+  ZO_CHECK(need <= c.max_pos, "position {} is beyond the model's context of {} positions", need - 1, c.max_pos);
+  if (need <= rope_len_) return;
+  const int n = int(std::min<int64_t>(c.max_pos, std::max<int64_t>({need, 2 * int64_t(rope_len_), 256})));
+  rope_cos_.resize(size_t(n) * size_t(c.head_dim / 2));
+  rope_sin_.resize(rope_cos_.size());
+  rope_tables(rope_cos_.data(), rope_sin_.data(), n, c.head_dim, c.rope_theta);
+  rope_len_ = n;
 }
 
 const float* Engine::global_f32(GlobalRole r) {
@@ -208,6 +218,7 @@ void Engine::qkv_project(const BlockView& w, const Batch& b, const float* x) {
   // q, k, v weights (and biases) are adjacent in the arena: one GEMM, N = Q + 2 KV.
   linear(ws_.qkv.data(), a_in, w[kQW], w[kQB], N, ld, C);
   if (!opt) {
+    ensure_rope(b);
     rope_apply(ws_.qkv.data(), N, ld, c.n_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
     rope_apply(ws_.qkv.data() + Q, N, ld, c.n_kv_heads, D, b.pos.data(), rope_cos_.data(), rope_sin_.data());
   }

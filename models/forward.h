@@ -112,7 +112,9 @@ class Engine {
   const Model& m_;
   Workspace ws_;
   std::vector<float> x_;
-  std::vector<float> rope_cos_, rope_sin_;
+  std::vector<float> rope_cos_, rope_sin_;    // RoPE rows for positions 0 .. rope_len_ - 1
+  int rope_len_ = 0;
+  void ensure_rope(const Batch& b);           // rows up to b's largest position (doubling)
   std::vector<float> gbuf_[kNumGlobalRoles];  // bf16 storage: small globals, widened per use
   std::vector<AttnArgs> args_;                // per-sequence attention arguments, reused
   std::vector<float> head_tmp_;               // bf16 head: one vocabulary slab of logits

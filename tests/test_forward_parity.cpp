@@ -5,10 +5,12 @@
 // generations identical.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "models/forward.h"
 #include "models/load.h"
 #include "models/safetensors.h"
@@ -140,6 +142,38 @@ TEST(Packing, BatchEqualsSingle) {
     auto one = score_candidates(e, {&ps[i]}, cands);
     for (size_t c = 0; c < cands.size(); c++) EXPECT_NEAR(together[i][c], one[0][c], 1e-5);
   }
+}
+
+// RoPE's rows are made as far as the batches reach (Engine::ensure_rope), growing. Oracle: under
+// RoPE attention sees relative positions only, so a LLaMA gives the same logits for a sequence at
+// positions 0.. as at 700.. or 3000.. (to the f32 rounding of the larger angles). The engine makes
+// its first rows for the short positions and must then grow them twice; a position past the
+// context is an error, not a read past the table.
+TEST(Rope, RowsGrowWithThePositionsAndOnlyRelativePositionsCount) {
+  Model m = load_model(dir_of("llama_gqa"));
+  m.cfg.max_pos = 4096;  // (a LLaMA's weights do not depend on it)
+  Engine e(m);
+  const std::vector<int32_t> ids = {5, 6, 7, 9, 10, 11, 12, 13};
+  std::vector<int32_t> rows(ids.size());
+  for (size_t i = 0; i < rows.size(); i++) rows[i] = int32_t(i);
+  auto logits_at = [&](int p0) {
+    Batch b = Batch::from_sequences({ids});
+    for (int32_t& p : b.pos) p += p0;
+    e.forward(b);
+    std::vector<float> out(size_t(m.cfg.vocab_size) * ids.size());
+    e.logits(e.hidden(), rows, out.data());
+    return out;
+  };
+  const std::vector<float> at0 = logits_at(0), at700 = logits_at(700), at3000 = logits_at(3000);
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < at0.size(); i++) {
+    worst = std::max({worst, std::fabs(double(at700[i]) - at0[i]), std::fabs(double(at3000[i]) - at0[i])});
+    scale = std::max(scale, std::fabs(double(at0[i])));
+  }
+  EXPECT_LT(worst, 1e-3 * scale) << "scale " << scale;
+  Batch past = Batch::from_sequences({ids});
+  for (int32_t& p : past.pos) p += 4096 - 4;
+  EXPECT_THROW(e.forward(past), zo::Error);
 }
 
 }  // namespace
