@@ -8,7 +8,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -203,8 +205,13 @@ TEST(CudaTrainPartial, InterleavedResidencyMatchesTheCpuStepByStep) {
     const std::vector<bool> spread = cs.resident == 4 ? std::vector<bool>{1, 0, 1, 0, 1, 0, 1, 0}
                                                       : std::vector<bool>{1, 0, 1, 0, 0, 1, 0, 0};
     for (int l = 0; l < L; l++) ASSERT_EQ(bool(want.resident[size_t(l)]), spread[size_t(l)]) << "block " << l;
+    using Clock = std::chrono::steady_clock;
+    auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+    const Clock::time_point t_setup = Clock::now();
     auto dev = make_cuda_device(md, o);
     sd.set_device(dev.get());
+    const Clock::time_point t_steps = Clock::now();
+    double cpu_s = 0;  // the CPU's side of the steps (the reference forward)
     const int S = L - cs.resident;
     EXPECT_EQ(dev->plan()["resident_blocks"].get<int>(), cs.resident);
     // The weights the device's forward sees: the masters, each streamed block rounded by the wire.
@@ -224,10 +231,12 @@ TEST(CudaTrainPartial, InterleavedResidencyMatchesTheCpuStepByStep) {
     for (int t = 0; t < steps; t++) {
       const std::vector<uint64_t> seeds = {rng::direction_seed(9, uint64_t(t), 0)};
       StepRecord rd = sd.step(uint64_t(t), seeds, 1e-3f, plan);
+      const Clock::time_point t_cpu = Clock::now();
       Model mw = seen(mc);
       Engine ew(mw);
       Spsa sw(mw, ew, so);
       const StepRecord rc = sw.step(uint64_t(t), seeds, 1e-3f, plan);
+      cpu_s += secs(t_cpu, Clock::now());
       ASSERT_FALSE(rd.skipped()) << "step " << t << ": non-finite loss on the device";
       EXPECT_NEAR(rd.loss_a, rc.loss_a, 1e-4 * (1 + std::fabs(rc.loss_a))) << "step " << t;
       EXPECT_NEAR(rd.loss_b, rc.loss_b, 1e-4 * (1 + std::fabs(rc.loss_b))) << "step " << t;
@@ -270,6 +279,14 @@ TEST(CudaTrainPartial, InterleavedResidencyMatchesTheCpuStepByStep) {
     EXPECT_EQ(dev->stats()["host_updated_weights"].get<size_t>(), host_n);
     sd.flush();
     EXPECT_EQ(std::memcmp(md.arena(), mc.arena(), mc.bytes()), 0) << "device weights differ from the CPU replay";
+    // Where this test's time goes (28 cases in 113 s on the H100 machine in run 7, 4 s each: not yet broken down).
+    const Clock::time_point t_end = Clock::now();
+    std::printf("[ timing   ] %s resident %d two-way %d%s: device setup %.3f s, %d steps %.3f s (CPU reference %.3f s)\n",
+                cs.wire, cs.resident, cs.two_way, cs.opt == OptKind::Momentum ? " momentum" : "", secs(t_setup, t_steps),
+                steps, secs(t_steps, t_end), cpu_s);
+    const Clock::time_point t_down = Clock::now();
+    dev.reset();
+    std::printf("[ timing   ] device teardown %.3f s\n", secs(t_down, Clock::now()));
   }
 }
 
